@@ -1,0 +1,48 @@
+# natlab: the two set-up commands are `make demo` (the seed experiments on the real kernel)
+# and `make test` (the whole test suite). Both install whatever is missing, idempotently.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := mininet iptables nftables conntrack tcpdump ethtool iproute2 iputils-ping \
+                bridge-utils python3-venv
+STAMP := $(VENV)/.natlab-installed
+
+.PHONY: demo test lint bench setup deps clean-venv
+
+demo: setup
+	$(VENV)/bin/natlab run experiments/specs/seed-dnat-udp.toml experiments/specs/seed-snat-tcp.toml
+
+test: setup
+	$(VENV)/bin/ruff check nat topologies experiments tests
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -n 2 tests
+
+lint: setup
+	$(VENV)/bin/ruff check nat topologies experiments tests
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(VENV)/bin/natlab bench
+
+setup: deps $(STAMP)
+
+# Debian packages: only what is missing is installed (apt-get update runs only then).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# The venv comes from Debian's python3 (the only one that sees Debian's mininet package).
+$(STAMP): pyproject.toml
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)
