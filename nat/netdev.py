@@ -1,0 +1,74 @@
+"""The gateway's own view of its network devices, addresses and routes.
+
+The model never imports the topology package: the caller translates a topology description
+into this view. Mirrors what the kernel consults in net/ipv4/fib_*.c (route lookup) and
+net/ipv4/devinet.c (a device's address list, inet_select_addr()).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+
+@dataclass(frozen=True)
+class Device:
+    """A network device in the gateway's namespace. `addresses` in the kernel's list order:
+    the first address of each subnet is primary, later ones in the same subnet are secondary."""
+
+    name: str
+    index: int
+    addresses: tuple[IPv4Interface, ...]
+
+    def primary_addresses(self) -> tuple[IPv4Interface, ...]:
+        seen: set[IPv4Network] = set()
+        out = []
+        for a in self.addresses:
+            if a.network not in seen:
+                seen.add(a.network)
+                out.append(a)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    dest: IPv4Network
+    dev: str
+    via: IPv4Address | None = None
+
+
+@dataclass(frozen=True)
+class NetView:
+    """Devices plus routes. Connected routes are derived from the device addresses."""
+
+    devices: tuple[Device, ...]
+    routes: tuple[RouteEntry, ...] = ()
+    forwarding: bool = True
+
+    def device(self, name: str) -> Device:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise KeyError(f"no device {name}")
+
+    def local_addresses(self) -> frozenset[IPv4Address]:
+        return frozenset(a.ip for d in self.devices for a in d.addresses) | {IPv4Address("127.0.0.1")}
+
+    def is_local(self, addr: IPv4Address) -> bool:
+        return addr in self.local_addresses() or addr in IPv4Network("127.0.0.0/8")
+
+    def all_routes(self) -> tuple[RouteEntry, ...]:
+        connected = tuple(
+            RouteEntry(a.network, d.name) for d in self.devices for a in d.primary_addresses()
+        )
+        return connected + self.routes
+
+    def lookup(self, dst: IPv4Address) -> tuple[Device, IPv4Address] | None:
+        """fib_lookup(): the longest matching prefix; returns (device, next hop)."""
+        best: RouteEntry | None = None
+        for r in self.all_routes():
+            if dst in r.dest and (best is None or r.dest.prefixlen > best.dest.prefixlen):
+                best = r
+        if best is None:
+            return None
+        return self.device(best.dev), (best.via if best.via is not None else dst)
