@@ -1,0 +1,156 @@
+"""Run a spec through the model alone: no root, no namespaces, no kernel.
+
+The spec's steps drive the stand-in hosts of `experiments/world.py` around the modelled
+gateway (`nat.pipeline.Gateway`). The result is the predicted conntrack table (at the end and
+at each checkpoint) and every packet's journey through the gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from experiments import craft
+from experiments.netview import netview_for
+from experiments.spec import (
+    CheckpointStep,
+    PingStep,
+    RawStep,
+    SleepStep,
+    Spec,
+    TcpStep,
+    UdpStep,
+)
+from experiments.world import Received, World
+from nat.entry import Entry
+from nat.journey import Journey
+from nat.listing import render
+from nat.packet import Packet, parse
+from nat.pipeline import Gateway, GatewayConfig
+from nat.profile import LINUX_LATEST, KernelProfile
+from nat.rules import Ruleset
+from nat.sysctl import Sysctls
+from topologies.description import Topology
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    name: str
+    entries: tuple[Entry, ...]
+    checkpoints: tuple[tuple[str, tuple[Entry, ...]], ...]
+    journeys: tuple[Journey, ...]
+    received: tuple[Received, ...]
+
+    @property
+    def conntrack_lines(self) -> list[str]:
+        return [render(e) for e in self.entries]
+
+
+def model_ruleset(spec: Spec) -> Ruleset:
+    """The rules as the model reads them: the nft text for the nft backend when the spec
+    gives one, else the iptables-restore text (the nft backend without nft text loads the
+    kernel translation of that same text)."""
+    from nat.iptables_syntax import parse_iptables_restore
+    from nat.nft_syntax import parse_nft
+
+    if spec.backend == "nft" and spec.nft is not None:
+        return parse_nft(spec.nft)
+    return parse_iptables_restore(spec.rules)
+
+
+def resolve_address(topology: Topology, to: str) -> IPv4Address:
+    """A step's `to`: an IPv4 address, or a host name meaning its first address."""
+    try:
+        return IPv4Address(to)
+    except ValueError:
+        return topology.host(to).interfaces[0].ip
+
+
+def listener_hosts(topology: Topology, sender: str, to: str, server: str | None) -> list[str]:
+    """Where a step's server listens: `server` if the spec names one; else the host that owns
+    `to`; when that is the gateway (a port forward), every other host but the sender."""
+    if server is not None:
+        return [server]
+    owner = topology.host_by_address(resolve_address(topology, to))
+    if owner is not None and owner.name != topology.gateway:
+        return [owner.name]
+    return [h.name for h in topology.hosts if h.name not in (sender, topology.gateway)]
+
+
+def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelResult:
+    config = GatewayConfig(netview_for(spec.topology), model_ruleset(spec),
+                           Sysctls.from_mapping(spec.sysctls), profile)
+    world = World(spec.topology, Gateway(config))
+    checkpoints: list[tuple[str, tuple[Entry, ...]]] = []
+    for step in spec.steps:
+        _run_step(world, spec.topology, step, checkpoints)
+    return ModelResult(
+        name=spec.name,
+        entries=tuple(world.gateway.entries(world.now)),
+        checkpoints=tuple(checkpoints),
+        journeys=tuple(world.journeys),
+        received=tuple(world.received),
+    )
+
+
+def _run_step(world: World, topo: Topology, step: object,
+              checkpoints: list[tuple[str, tuple[Entry, ...]]]) -> None:
+    if isinstance(step, SleepStep):
+        world.now += step.seconds
+    elif isinstance(step, CheckpointStep):
+        checkpoints.append((step.name, tuple(world.gateway.entries(world.now))))
+    elif isinstance(step, UdpStep):
+        src = topo.host(step.from_).interfaces[0].ip
+        dst = resolve_address(topo, step.to)
+        server = getattr(step, "server", None)
+        if step.listen:
+            for h in listener_hosts(topo, step.from_, step.to, server):
+                reply = step.reply.encode() if step.reply is not None else None
+                world.udp_listeners[(h, step.dport)] = reply
+        world.udp_listeners.setdefault((step.from_, step.sport), None)
+        for i in range(step.count):
+            if i:
+                world.now += step.interval
+            world.send(step.from_, craft.udp(src, step.sport, dst, step.dport,
+                                             step.payload.encode()))
+    elif isinstance(step, TcpStep):
+        src = topo.host(step.from_).interfaces[0].ip
+        dst = resolve_address(topo, step.to)
+        if step.listen:
+            for h in listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)):
+                world.tcp_listeners[(h, step.dport)] = step.reply.encode()
+        world.tcp_connect(step.from_, src, step.sport, dst, step.dport, step.send.encode(),
+                          step.reply.encode(), step.close)
+    elif isinstance(step, PingStep):
+        src = topo.host(step.from_).interfaces[0].ip
+        dst = resolve_address(topo, step.to)
+        for i in range(step.count):
+            if i:
+                world.now += step.interval
+            world.send(step.from_, craft.icmp(src, dst, 8, 0, id_=step.id, seq=i + 1,
+                                              payload=bytes(range(56))))
+    elif isinstance(step, RawStep):
+        world.send(step.from_, raw_packet(topo, step))
+    else:  # pragma: no cover - the spec's union is closed
+        raise TypeError(f"unknown step {step!r}")
+
+
+def raw_packet(topo: Topology, step: RawStep) -> Packet:
+    """The crafted packet of a `raw` step, from hex or from fields."""
+    if step.hex is not None:
+        return parse(bytes.fromhex(step.hex))
+    src = IPv4Address(step.src) if step.src else topo.host(step.from_).interfaces[0].ip
+    dst = resolve_address(topo, step.dst or "")
+    proto = step.proto
+    payload = (step.payload or "").encode()
+    ttl = step.ttl if step.ttl is not None else 64
+    if proto in ("tcp", 6):
+        return craft.tcp(src, step.sport or 0, dst, step.dport or 0,
+                         craft.tcp_flags(step.flags or "S"), seq=step.seq or 0,
+                         ack=step.ack or 0, window=step.window or 64240, payload=payload, ttl=ttl)
+    if proto in ("udp", 17):
+        return craft.udp(src, step.sport or 0, dst, step.dport or 0, payload, ttl=ttl)
+    if proto in ("icmp", 1):
+        return craft.icmp(src, dst, step.icmp_type if step.icmp_type is not None else 8,
+                          step.icmp_code or 0, id_=step.id or 0, payload=payload, ttl=ttl)
+    raise ValueError(f"raw step: unsupported proto {proto!r}")

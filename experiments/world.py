@@ -1,0 +1,284 @@
+"""A model-only world: the spec's hosts as tiny stand-in network stacks around the modelled
+gateway, so `natlab model` can run a spec without root, namespaces or a kernel.
+
+The hosts answer as Linux would in the cases the specs use: a UDP listener records and may
+reply to the source it saw; a closed UDP port answers ICMP port unreachable; TCP does the
+handshake, one request and one reply, and closes with FIN or RST; a closed TCP port answers
+RST; an echo request gets an echo reply. Sequence numbers, IP ids and timing are the model's
+own (deterministic), so byte-exact comparison is done only in the differential run, where the
+model is fed the packets the real gateway received.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from experiments import craft
+from nat.journey import Journey
+from nat.packet import ACK, FIN, RST, SYN, IcmpHeader, Packet, TcpHeader, UdpHeader
+from nat.pipeline import Gateway
+from topologies.description import Host, Topology
+
+PACKET_GAP = 0.0005   # model time between one packet and the next
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a host's application (or stack) got: shown to the user, checked by [expect]."""
+
+    host: str
+    time: float
+    proto: str
+    src: IPv4Address
+    dst: IPv4Address
+    sport: int | None
+    dport: int | None
+    payload: bytes
+    note: str = ""
+
+    def render(self) -> str:
+        ports = f":{self.sport} > " if self.sport is not None else " > "
+        dst = f"{self.dst}:{self.dport}" if self.dport is not None else str(self.dst)
+        text = self.payload.decode("utf-8", "replace")
+        extra = f" ({self.note})" if self.note else ""
+        return f"{self.host}: {self.proto} {self.src}{ports}{dst} {text!r}{extra}"
+
+
+@dataclass
+class _TcpEnd:
+    """One end of a modelled TCP connection."""
+
+    role: str                      # "client" | "server"
+    local: tuple[IPv4Address, int]
+    remote: tuple[IPv4Address, int]
+    snd_nxt: int
+    rcv_nxt: int = 0
+    state: str = "SYN_SENT"
+    send: bytes = b""
+    reply: bytes = b""
+    close: str = "fin"
+
+
+@dataclass
+class World:
+    topology: Topology
+    gateway: Gateway
+    now: float = 0.0
+    journeys: list[Journey] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    udp_listeners: dict[tuple[str, int], bytes | None] = field(default_factory=dict)
+    tcp_listeners: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    tcp: dict[tuple[str, IPv4Address, int, IPv4Address, int], _TcpEnd] = field(
+        default_factory=dict)
+    _queue: deque[tuple[str, Packet]] = field(default_factory=deque)
+    _isn: int = 1_000_000
+
+    # -- sending and routing ------------------------------------------------------------------
+
+    def send(self, host: str, pkt: Packet) -> None:
+        """`host` sends `pkt`; everything it triggers runs before this returns."""
+        self._queue.append((host, pkt))
+        while self._queue:
+            sender, p = self._queue.popleft()
+            self.now += PACKET_GAP
+            self._carry(sender, p)
+
+    def _carry(self, sender: str, pkt: Packet) -> None:
+        host = self.topology.host(sender)
+        hop = _next_hop(host, pkt.ip.dst)
+        if hop is None:
+            return
+        ifname, nexthop = hop
+        receiver = self._host_at(sender, ifname, nexthop)
+        if receiver is None:
+            return
+        if receiver.name == self.topology.gateway:
+            in_iface = self._peer_interface(sender, ifname, receiver.name)
+            journey = self.gateway.receive(pkt, in_iface, self.now)
+            self.journeys.append(journey)
+            if journey.verdict == "ACCEPT" and journey.packet_out is not None:
+                out = journey.packet_out
+                gw_hop = _next_hop(receiver, out.ip.dst)
+                if gw_hop is not None:
+                    target = self._host_at(receiver.name, journey.out_iface or gw_hop[0],
+                                           gw_hop[1])
+                    if target is not None:
+                        self._deliver(target, out)
+            elif journey.verdict == "LOCAL":
+                for answer in self._answer(receiver, journey.packet_out or pkt):
+                    self._from_gateway(answer)
+            return
+        self._deliver(receiver, pkt)
+
+    def _from_gateway(self, pkt: Packet) -> None:
+        journey = self.gateway.send_local(pkt, self.now)
+        self.journeys.append(journey)
+        if journey.verdict == "ACCEPT" and journey.packet_out is not None:
+            gw = self.topology.gateway_host
+            hop = _next_hop(gw, journey.packet_out.ip.dst)
+            if hop is not None:
+                target = self._host_at(gw.name, hop[0], hop[1])
+                if target is not None:
+                    self._deliver(target, journey.packet_out)
+
+    def _host_at(self, sender: str, ifname: str, addr: IPv4Address) -> Host | None:
+        """The host on the same segment as (sender, ifname) that owns `addr`."""
+        for seg in self.topology.segments:
+            names = {(e.host, e.interface) for e in seg.endpoints}
+            if (sender, ifname) not in names:
+                continue
+            for e in seg.endpoints:
+                h = self.topology.host(e.host)
+                if e.host != sender and addr in h.addresses():
+                    return h
+        return None
+
+    def _peer_interface(self, sender: str, ifname: str, peer: str) -> str:
+        for seg in self.topology.segments:
+            names = {(e.host, e.interface) for e in seg.endpoints}
+            if (sender, ifname) in names:
+                for e in seg.endpoints:
+                    if e.host == peer:
+                        return e.interface
+        raise KeyError(f"{peer} is not on {sender}'s {ifname}")
+
+    def _deliver(self, host: Host, pkt: Packet) -> None:
+        for answer in self._answer(host, pkt):
+            self._queue.append((host.name, answer))
+
+    # -- the hosts' stacks -------------------------------------------------------------------
+
+    def _answer(self, host: Host, pkt: Packet) -> list[Packet]:
+        if pkt.ip.dst not in host.addresses():
+            return []
+        l4 = pkt.l4
+        if isinstance(l4, UdpHeader):
+            return self._udp_in(host, pkt, l4)
+        if isinstance(l4, TcpHeader):
+            return self._tcp_in(host, pkt, l4)
+        if isinstance(l4, IcmpHeader):
+            self._record(host, pkt, "icmp", None, None, pkt.payload,
+                         note=f"type {l4.type} code {l4.code}")
+            if l4.type == 8:
+                return [craft.icmp(pkt.ip.dst, pkt.ip.src, 0, 0, id_=l4.id, seq=l4.seq,
+                                   payload=pkt.payload)]
+        return []
+
+    def _udp_in(self, host: Host, pkt: Packet, udp: UdpHeader) -> list[Packet]:
+        key = (host.name, udp.dport)
+        if key not in self.udp_listeners:
+            return [craft.icmp_error(pkt.ip.dst, pkt, 3, 3)]
+        self._record(host, pkt, "udp", udp.sport, udp.dport, pkt.payload)
+        reply = self.udp_listeners[key]
+        if reply is None:
+            return []
+        return [craft.udp(pkt.ip.dst, udp.dport, pkt.ip.src, udp.sport, reply)]
+
+    def _tcp_in(self, host: Host, pkt: Packet, seg: TcpHeader) -> list[Packet]:
+        me, peer = (pkt.ip.dst, seg.dport), (pkt.ip.src, seg.sport)
+        key = (host.name, *me, *peer)
+        end = self.tcp.get(key)
+        if end is None:
+            if seg.flags & RST:
+                return []
+            listener = self.tcp_listeners.get((host.name, seg.dport))
+            if not (seg.flags & SYN) or (seg.flags & ACK) or listener is None:
+                ack_no = seg.seq + len(pkt.payload) + (1 if seg.flags & (SYN | FIN) else 0)
+                if seg.flags & ACK:
+                    return [self._seg(me, peer, RST, seg.ack, 0)]
+                return [self._seg(me, peer, RST | ACK, 0, ack_no)]
+            end = _TcpEnd("server", me, peer, self._next_isn(), seg.seq + 1, "SYN_RECV",
+                          reply=listener)
+            self.tcp[key] = end
+            end.snd_nxt += 1
+            return [self._seg(me, peer, SYN | ACK, end.snd_nxt - 1, end.rcv_nxt)]
+        if seg.flags & RST:
+            end.state = "CLOSED"
+            return []
+        out: list[Packet] = []
+        if end.state == "SYN_SENT" and seg.flags & SYN and seg.flags & ACK:
+            end.rcv_nxt = seg.seq + 1
+            end.state = "ESTABLISHED"
+            out.append(self._seg(me, peer, ACK, end.snd_nxt, end.rcv_nxt))
+            if end.send:
+                out.append(self._data(end, end.send))
+            else:
+                out += self._client_close(end)
+            return out
+        if pkt.payload:
+            end.rcv_nxt = seg.seq + len(pkt.payload)
+            self._record(host, pkt, "tcp", seg.sport, seg.dport, pkt.payload)
+            if end.role == "server":
+                return [self._data(end, end.reply)] if end.reply else \
+                    [self._seg(me, peer, ACK, end.snd_nxt, end.rcv_nxt)]
+            return [self._seg(me, peer, ACK, end.snd_nxt, end.rcv_nxt), *self._client_close(end)]
+        if seg.flags & FIN:
+            end.rcv_nxt = seg.seq + 1
+            if end.state in ("FIN_WAIT", "FIN_WAIT2"):
+                end.state = "TIME_WAIT"
+                return [self._seg(me, peer, ACK, end.snd_nxt, end.rcv_nxt)]
+            end.state = "LAST_ACK"
+            end.snd_nxt += 1
+            return [self._seg(me, peer, FIN | ACK, end.snd_nxt - 1, end.rcv_nxt)]
+        if end.state == "SYN_RECV":
+            end.state = "ESTABLISHED"
+        elif end.state == "LAST_ACK":
+            end.state = "CLOSED"
+        elif end.state == "FIN_WAIT":
+            end.state = "FIN_WAIT2"
+        return []
+
+    def _client_close(self, end: _TcpEnd) -> list[Packet]:
+        if end.close == "fin":
+            end.state = "FIN_WAIT"
+            end.snd_nxt += 1
+            return [self._seg(end.local, end.remote, FIN | ACK, end.snd_nxt - 1, end.rcv_nxt)]
+        if end.close == "rst":
+            end.state = "CLOSED"
+            return [self._seg(end.local, end.remote, RST | ACK, end.snd_nxt, end.rcv_nxt)]
+        return []
+
+    def _data(self, end: _TcpEnd, data: bytes) -> Packet:
+        pkt = craft.tcp(end.local[0], end.local[1], end.remote[0], end.remote[1], 0x18,
+                        seq=end.snd_nxt, ack=end.rcv_nxt, payload=data)
+        end.snd_nxt += len(data)
+        return pkt
+
+    def _seg(self, me: tuple[IPv4Address, int], peer: tuple[IPv4Address, int], flags: int,
+             seq: int, ack: int) -> Packet:
+        return craft.tcp(me[0], me[1], peer[0], peer[1], flags, seq=seq, ack=ack)
+
+    def _next_isn(self) -> int:
+        self._isn += 1_000_000
+        return self._isn
+
+    def tcp_connect(self, host: str, src: IPv4Address, sport: int, dst: IPv4Address,
+                    dport: int, send: bytes, reply_expected: bytes, close: str) -> None:
+        isn = self._next_isn()
+        end = _TcpEnd("client", (src, sport), (dst, dport), isn + 1, send=send, close=close)
+        self.tcp[(host, src, sport, dst, dport)] = end
+        self.send(host, craft.tcp(src, sport, dst, dport, SYN, seq=isn))
+
+    def _record(self, host: Host, pkt: Packet, proto: str, sport: int | None,
+                dport: int | None, payload: bytes, note: str = "") -> None:
+        self.received.append(Received(host.name, self.now, proto, pkt.ip.src, pkt.ip.dst,
+                                      sport, dport, payload, note))
+
+
+def _next_hop(host: Host, dst: IPv4Address) -> tuple[str, IPv4Address] | None:
+    """The interface and next hop `host` sends to `dst` through (longest prefix)."""
+    best: tuple[int, str, IPv4Address] | None = None
+    for intf in host.interfaces:
+        if dst in intf.network and (best is None or intf.network.prefixlen > best[0]):
+            best = (intf.network.prefixlen, intf.name, dst)
+    for route in host.routes:
+        if dst in route.dest and (best is None or route.dest.prefixlen > best[0]) \
+                and route.via is not None:
+            ifname = route.dev or next((i.name for i in host.interfaces
+                                        if route.via in i.network), None)
+            if ifname is not None:
+                best = (route.dest.prefixlen, ifname, route.via)
+    return None if best is None else (best[1], best[2])
+

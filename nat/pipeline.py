@@ -1,0 +1,386 @@
+"""The gateway: a packet's walk through the netfilter hooks, callbacks in priority order.
+
+Mirrors the IPv4 receive/forward/output paths (net/ipv4/ip_input.c ip_rcv, ip_forward.c
+ip_forward, ip_output.c ip_output) and the callbacks registered on them:
+
+    PRE_ROUTING : nf_conntrack_in (-200) -> NAT DST (-100, nf_nat_ipv4_pre_routing)
+                  -> routing decision (ip_route_input; redone after DNAT)
+    FORWARD     : filter (0)                            [ip_forward decremented the TTL]
+    LOCAL_IN    : filter (0) -> NAT SRC (100, nf_nat_ipv4_local_in) -> confirm (INT_MAX)
+    LOCAL_OUT   : nf_conntrack_in (-200) -> NAT DST (-100, nf_nat_ipv4_local_fn) -> filter (0)
+    POST_ROUTING: NAT SRC (100, nf_nat_ipv4_out) -> confirm (INT_MAX, nf_confirm)
+
+Raw (-300), mangle (-150) and security (50) tables are not modelled: a ruleset using them is
+refused by the rule parser. Conntrack helpers (the old NF_IP_PRI_CONNTRACK_HELPER 300 slot)
+are not modelled either; recent kernels run them from inside the confirm hook anyway.
+
+The NAT core hook (nf_nat_inet_fn in net/netfilter/nf_nat_core.c) runs the user's nat chains
+only for a connection's first packet per manip type; when no rule binds, it makes the null
+binding. Conntrack and NAT run only once the ruleset needs them (kernel-semantics 1.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
+
+from nat.choice import Choice
+from nat.conn import Conn
+from nat.conntrack import Table
+from nat.core import nf_conntrack_confirm, nf_conntrack_in
+from nat.extract import icmp_error_inner
+from nat.hooks import Hook, Priority
+from nat.journey import Journey, Step
+from nat.manip import icmp_reply_translation, manip_pkt
+from nat.maniptype import ManipType
+from nat.nat_core import nf_nat_setup_info, null_binding
+from nat.nat_targets import masquerade_range, redirect_range
+from nat.netdev import Device, NetView
+from nat.packet import IcmpHeader, Packet
+from nat.profile import LINUX_LATEST, KernelProfile
+from nat.rule_eval import RuleContext, evaluate
+from nat.rules import Dnat, Drop, Masquerade, Redirect, Reject, Ruleset, Snat
+from nat.status import CtInfo, Status
+from nat.sysctl import Sysctls
+from nat.tuple import ICMP_ERROR_TYPES, Direction, Proto, Tuple, invert
+
+# Chooses among the outcomes the kernel may pick. The default takes the model's own pick;
+# the differential replay passes one that adopts what the kernel did.
+Chooser = Callable[[Choice[Tuple], ManipType], Tuple]
+
+
+def default_chooser(choice: Choice[Tuple], manip: ManipType) -> Tuple:
+    return choice.default
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the model knows about the gateway: devices and routes, rules, sysctls,
+    and which kernel's behaviour to follow."""
+
+    net: NetView
+    ruleset: Ruleset
+    sysctls: Sysctls = field(default_factory=Sysctls)
+    profile: KernelProfile = LINUX_LATEST
+
+
+@dataclass
+class _Walk:
+    """The mutable state of one packet's walk (skb and its attached ct, in the kernel)."""
+
+    pkt: Packet
+    now: float
+    steps: list[Step]
+    conn: Conn | None = None
+    ctinfo: CtInfo = CtInfo.INVALID
+    in_dev: Device | None = None
+    out_dev: Device | None = None
+    nexthop: IPv4Address | None = None
+
+    def note(self, hook: Hook | None, prio: int | None, function: str, did: str) -> None:
+        self.steps.append(Step(hook, prio, function, did))
+
+
+class Gateway:
+    """The modelled gateway namespace: its config and its conntrack table.
+
+    `receive()` takes a packet arriving on one of the gateway's interfaces; `send_local()` a
+    packet the gateway's own stack sends. Both return the packet's `Journey`. The table is the
+    only mutable state; time is always passed in.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.table = Table()
+        self.tracking = config.ruleset.needs_conntrack()
+        self.nat_enabled = config.ruleset.has_nat()
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def receive(self, pkt: Packet, in_iface: str, now: float,
+                choose: Chooser = default_chooser) -> Journey:
+        """A packet received on `in_iface`: PRE_ROUTING, then FORWARD or LOCAL_IN."""
+        w = _Walk(pkt, now, [], in_dev=self.config.net.device(in_iface))
+        verdict = self._walk_input(w, choose)
+        return self._journey(w, in_iface, pkt, verdict)
+
+    def send_local(self, pkt: Packet, now: float, choose: Chooser = default_chooser) -> Journey:
+        """A packet the gateway itself sends: LOCAL_OUT then POST_ROUTING."""
+        w = _Walk(pkt, now, [])
+        verdict = self._walk_output(w, choose)
+        return self._journey(w, None, pkt, verdict)
+
+    def entries(self, now: float) -> list:  # type: ignore[type-arg]
+        """The table as `conntrack -L` would list it at `now`."""
+        return self.table.entries(now)
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def _walk_input(self, w: _Walk, choose: Chooser) -> str:
+        if not self._conntrack_in(w, Hook.PRE_ROUTING):
+            return "DROP"
+        if not self._nat_hook(w, Hook.PRE_ROUTING, choose):
+            return "DROP"
+        if self.config.net.is_local(w.pkt.ip.dst):
+            w.note(None, None, "ip_route_input", f"{w.pkt.ip.dst} is local: deliver (LOCAL_IN)")
+            if not self._filter(w, Hook.LOCAL_IN):
+                return "DROP"
+            if not self._nat_hook(w, Hook.LOCAL_IN, choose):
+                return "DROP"
+            if not self._confirm(w, Hook.LOCAL_IN):
+                return "DROP"
+            return "LOCAL"
+        if not self.config.net.forwarding:
+            w.note(None, None, "ip_route_input", "not local and forwarding is off: dropped")
+            return "DROP"
+        if not self._route(w):
+            return "DROP"
+        if w.pkt.ip.ttl <= 1:
+            w.note(None, None, "ip_forward", "TTL would reach 0: dropped (time exceeded)")
+            return "DROP"
+        w.pkt = ip_decrease_ttl(w.pkt)
+        w.note(None, None, "ip_forward", f"TTL {w.pkt.ip.ttl + 1} -> {w.pkt.ip.ttl}")
+        if not self._filter(w, Hook.FORWARD):
+            return "DROP"
+        return self._postrouting(w, choose)
+
+    def _walk_output(self, w: _Walk, choose: Chooser) -> str:
+        if not self._route(w):
+            return "DROP"
+        if not self._conntrack_in(w, Hook.LOCAL_OUT):
+            return "DROP"
+        before = w.pkt.ip.dst
+        if not self._nat_hook(w, Hook.LOCAL_OUT, choose):
+            return "DROP"
+        if w.pkt.ip.dst != before and not self._route(w, again=True):
+            return "DROP"
+        if not self._filter(w, Hook.LOCAL_OUT):
+            return "DROP"
+        return self._postrouting(w, choose)
+
+    def _postrouting(self, w: _Walk, choose: Chooser) -> str:
+        if not self._nat_hook(w, Hook.POST_ROUTING, choose):
+            return "DROP"
+        if not self._confirm(w, Hook.POST_ROUTING):
+            return "DROP"
+        return "ACCEPT"
+
+    def _route(self, w: _Walk, again: bool = False) -> bool:
+        found = self.config.net.lookup(w.pkt.ip.dst)
+        fn = "ip_route_me_harder" if again else "ip_route_input"
+        if found is None:
+            w.note(None, None, fn, f"no route to {w.pkt.ip.dst}: dropped")
+            return False
+        w.out_dev, w.nexthop = found
+        via = f" via {w.nexthop}" if w.nexthop != w.pkt.ip.dst else ""
+        w.note(None, None, fn, f"forward to {w.pkt.ip.dst} out {w.out_dev.name}{via}")
+        return True
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def _conntrack_in(self, w: _Walk, hook: Hook) -> bool:
+        res = nf_conntrack_in(self.table, w.pkt, hook, w.now, self.config.sysctls,
+                              enabled=self.tracking)
+        w.conn, w.ctinfo = res.conn, res.ctinfo
+        if not self.tracking:
+            return True
+        notes = "; ".join(res.notes) or w.ctinfo.ctstate
+        w.note(hook, Priority.CONNTRACK, "nf_conntrack_in", f"{w.ctinfo.name}: {notes}")
+        return res.verdict != "DROP"
+
+    def _filter(self, w: _Walk, hook: Hook) -> bool:
+        chains = self.config.ruleset.base_chains(hook, "filter")
+        for chain in chains:
+            ctx = RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
+                              w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
+            outcome = evaluate(self.config.ruleset, chain, ctx)
+            target = outcome.target
+            where = outcome.describe()
+            if isinstance(target, Drop | Reject):
+                w.note(hook, chain.priority, f"{chain.table} {chain.name}",
+                       f"{where}: dropped" + ("; the unconfirmed entry vanishes"
+                                              if w.conn is not None and not w.conn.confirmed
+                                              else ""))
+                return False
+            w.note(hook, chain.priority, f"{chain.table} {chain.name}", f"{where}: accept")
+        return True
+
+    def _nat_hook(self, w: _Walk, hook: Hook, choose: Chooser) -> bool:
+        """nf_nat_inet_fn(): bind on the first packet, then rewrite per the binding."""
+        if not self.nat_enabled:
+            return True
+        manip = ManipType.for_hook(hook)
+        prio = Priority.NAT_DST if manip is ManipType.DST else Priority.NAT_SRC
+        fn = {Hook.PRE_ROUTING: "nf_nat_ipv4_pre_routing", Hook.LOCAL_OUT: "nf_nat_ipv4_local_fn",
+              Hook.POST_ROUTING: "nf_nat_ipv4_out", Hook.LOCAL_IN: "nf_nat_ipv4_local_in"}[hook]
+        ct = w.conn
+        if ct is None:
+            w.note(hook, prio, fn, "no conntrack entry: not NATed")
+            return True
+        if w.ctinfo in (CtInfo.RELATED, CtInfo.RELATED_REPLY) and w.pkt.proto == Proto.ICMP \
+                and isinstance(w.pkt.l4, IcmpHeader) and w.pkt.l4.type in ICMP_ERROR_TYPES:
+            self._icmp_reply_translation(w, hook, manip, prio)
+            return True
+        if w.ctinfo in (CtInfo.NEW, CtInfo.RELATED, CtInfo.RELATED_REPLY) \
+                and not ct.status & manip.done_bit:
+            bound = self._run_nat_chains(w, hook, manip, prio, choose)
+            if bound is None:
+                return False
+            if not bound:
+                before = ct.reply
+                res = null_binding(w.conn, manip, self.table, w.now, self.config.profile,
+                                   choose=lambda c: choose(c, manip))
+                w.conn = res.conn
+                moved = "" if res.conn.reply == before else f"; reply tuple altered: {res.conn.reply}"
+                w.note(hook, prio, "nf_nat_setup_info",
+                       f"no rule bound {manip.name}: null binding{moved}")
+        return self._nf_nat_packet(w, hook, manip, prio)
+
+    def _run_nat_chains(self, w: _Walk, hook: Hook, manip: ManipType, prio: int,
+                        choose: Chooser) -> bool | None:
+        """The user's nat chains at `hook`, in priority order. True: a rule bound; False: no
+        rule did (null binding follows); None: dropped."""
+        assert w.conn is not None
+        for chain in self.config.ruleset.base_chains(hook, "nat"):
+            ctx = RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
+                              w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
+            outcome = evaluate(self.config.ruleset, chain, ctx)
+            target = outcome.target
+            where = outcome.describe()
+            if isinstance(target, Drop | Reject):
+                w.note(hook, chain.priority, f"nat {chain.name}", f"{where}: dropped")
+                return None
+            rng = None
+            if isinstance(target, Snat | Dnat):
+                rng = target.range
+            elif isinstance(target, Masquerade):
+                if w.out_dev is None or w.nexthop is None:
+                    w.note(hook, chain.priority, f"nat {chain.name}", "MASQUERADE without an "
+                           "output device: dropped")
+                    return None
+                rng = masquerade_range(target, w.out_dev, w.nexthop, w.conn.orig.src)
+                if rng is None:
+                    w.note(hook, chain.priority, f"nat {chain.name}",
+                           f"{where}: {w.out_dev.name} has no address: dropped")
+                    return None
+                w.conn = replace(w.conn, masq_index=w.out_dev.index)
+            elif isinstance(target, Redirect):
+                rng = redirect_range(target, hook, w.in_dev)
+                if rng is None:
+                    w.note(hook, chain.priority, f"nat {chain.name}",
+                           f"{where}: incoming device has no address: dropped")
+                    return None
+            if rng is None:
+                w.note(hook, chain.priority, f"nat {chain.name}", f"{where}: no binding")
+                continue
+            before = w.conn.reply
+            res = nf_nat_setup_info(w.conn, rng, manip, self.table, w.now, self.config.profile,
+                                    choose=lambda c: choose(c, manip))
+            w.conn = res.conn
+            altered = ("reply tuple altered: " + str(res.conn.reply)) \
+                if res.conn.reply != before else "tuple unchanged"
+            extra = f" (kernel may pick: {res.choice.describe()})" \
+                if res.choice is not None and not res.choice.determined else ""
+            w.note(hook, chain.priority, f"nat {chain.name}",
+                   f"{where}: nf_nat_setup_info {manip.name}: {altered}{extra}")
+            return True
+        return False
+
+    def _nf_nat_packet(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> bool:
+        """nf_nat_packet(): rewrite if this direction's binding changes anything here."""
+        assert w.conn is not None
+        direction = Direction.REPLY if w.ctinfo.is_reply else Direction.ORIGINAL
+        bit = manip.nat_bit
+        if direction is Direction.REPLY:
+            bit = Status.DST_NAT if bit is Status.SRC_NAT else Status.SRC_NAT
+        if not w.conn.status & bit:
+            return True
+        target = invert(w.conn.tuple(direction.other()))
+        before = w.pkt
+        w.pkt = manip_pkt(w.pkt, target, manip)
+        w.note(hook, prio, "nf_nat_manip_pkt", _describe_rewrite(before, w.pkt, manip))
+        return True
+
+    def _icmp_reply_translation(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> None:
+        """nf_nat_icmp_reply_translation(): the quoted packet and the outer header."""
+        assert w.conn is not None
+        direction = Direction.REPLY if w.ctinfo.is_reply else Direction.ORIGINAL
+        bit = manip.nat_bit
+        if direction is Direction.REPLY:
+            bit = Status.DST_NAT if bit is Status.SRC_NAT else Status.SRC_NAT
+        if not w.conn.status & bit:
+            return
+        other = w.conn.tuple(direction.other())
+        inner_manip = ManipType.DST if manip is ManipType.SRC else ManipType.SRC
+        before = w.pkt
+        w.pkt = icmp_reply_translation(w.pkt, other, inner_manip, invert(other), manip)
+        inner_before = icmp_error_inner(before)
+        inner_after = icmp_error_inner(w.pkt)
+        quoted = (f"; quoted {inner_before.summary()} -> {inner_after.summary()}"
+                  if inner_before is not None and inner_after is not None else "")
+        w.note(hook, prio, "nf_nat_icmp_reply_translation",
+               _describe_rewrite(before, w.pkt, manip) + quoted)
+
+    def _confirm(self, w: _Walk, hook: Hook) -> bool:
+        if w.conn is None or not self.tracking:
+            return True
+        was_confirmed = w.conn.confirmed
+        res = nf_conntrack_confirm(self.table, w.conn, w.ctinfo, w.now)
+        w.conn = res.conn
+        if not was_confirmed or res.notes:
+            w.note(hook, Priority.CONNTRACK_CONFIRM, "__nf_conntrack_confirm",
+                   "; ".join(res.notes) or "confirmed: the entry enters the table")
+        return res.verdict != "DROP"
+
+    # -- results --------------------------------------------------------------------------
+
+    def _journey(self, w: _Walk, in_iface: str | None, pkt_in: Packet, verdict: str) -> Journey:
+        entry = None
+        if w.conn is not None:
+            current = self.table.get(w.conn.id)
+            if current is not None and not current.expired(w.now):
+                entry = current.as_entry(w.now)
+        return Journey(
+            time=w.now,
+            in_iface=in_iface,
+            packet_in=pkt_in,
+            steps=tuple(w.steps),
+            verdict=verdict,
+            packet_out=w.pkt if verdict == "ACCEPT" else None,
+            out_iface=w.out_dev.name if verdict == "ACCEPT" and w.out_dev else None,
+            entry=entry,
+        )
+
+
+def ip_decrease_ttl(pkt: Packet) -> Packet:
+    """ip_decrease_ttl() (include/net/ip.h): TTL - 1 with the kernel's checksum shortcut.
+
+    The kernel loads the 16-bit checksum field into a CPU word, adds htons(0x0100) and folds a
+    carry by adding 1 when the sum reached 0xFFFF. That arithmetic happens in the CPU's byte
+    order, so it is done here as on little-endian x86_64: byte-exact with the kernel there.
+    """
+    field = pkt.ip.checksum
+    word = ((field & 0xFF) << 8) | (field >> 8)      # the field as a little-endian load sees it
+    word += 1                                        # htons(0x0100) on little-endian
+    word = (word + (1 if word >= 0xFFFF else 0)) & 0xFFFF
+    check = ((word & 0xFF) << 8) | (word >> 8)
+    return replace(pkt, ip=replace(pkt.ip, ttl=pkt.ip.ttl - 1, checksum=check))
+
+
+def _describe_rewrite(before: Packet, after: Packet, manip: ManipType) -> str:
+    if manip is ManipType.SRC:
+        old, new = _endpoint(before, src=True), _endpoint(after, src=True)
+        return f"source {old} -> {new}"
+    old, new = _endpoint(before, src=False), _endpoint(after, src=False)
+    return f"destination {old} -> {new}"
+
+
+def _endpoint(pkt: Packet, src: bool) -> str:
+    addr = pkt.ip.src if src else pkt.ip.dst
+    l4 = pkt.l4
+    if l4 is None or isinstance(l4, IcmpHeader):
+        ident = f" id {l4.id}" if isinstance(l4, IcmpHeader) and l4.type not in ICMP_ERROR_TYPES \
+            else ""
+        return f"{addr}{ident}"
+    return f"{addr}:{l4.sport if src else l4.dport}"
