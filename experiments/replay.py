@@ -1,0 +1,140 @@
+"""Feed the model the packets the real gateway received, in order, at their capture times.
+
+This is the model side of a differential run. The model predicts what the gateway sends and
+what its table holds; where the kernel may pick among several outcomes (a NAT port after a
+clash, `--random`), the model's allowed set is checked against what the kernel actually sent,
+and the model then follows the kernel's pick, so later packets stay comparable
+(kernel-semantics.md §8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from experiments.wire import WirePacket
+from nat.choice import Choice
+from nat.entry import Entry
+from nat.journey import Journey
+from nat.maniptype import ManipType
+from nat.packet import IcmpHeader, MalformedPacket, Packet, parse
+from nat.pipeline import Gateway, GatewayConfig
+from nat.tuple import Tuple
+
+
+@dataclass(frozen=True)
+class ChoiceRecord:
+    """One place where the kernel could pick among several outcomes."""
+
+    packet_index: int
+    manip: str
+    allowed: str          # the model's description of the allowed set
+    kernel: str           # what the kernel picked ("" if it could not be seen)
+    model_default: str
+    allowed_kernel: bool  # the kernel's pick is inside the allowed set
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model predicts for one run."""
+
+    journeys: tuple[Journey, ...]
+    sent: tuple[tuple[int, str, bytes], ...]          # (index of the input packet, iface, bytes)
+    snapshots: tuple[tuple[str, float, tuple[Entry, ...]], ...]
+    choices: tuple[ChoiceRecord, ...]
+    unparsed: tuple[tuple[int, str], ...]             # input packets the model could not read
+
+
+class _KernelChooser:
+    """Adopts the kernel's pick when the model allows it; else keeps the model's default."""
+
+    def __init__(self, index: int, observed: Packet | None, log: list[ChoiceRecord]) -> None:
+        self.index = index
+        self.observed = observed
+        self.log = log
+
+    def __call__(self, choice: Choice[Tuple], manip: ManipType) -> Tuple:
+        if choice.determined:
+            return choice.default
+        seen = self._candidate(choice.default, manip)
+        ok = seen is not None and choice.contains(seen)
+        self.log.append(ChoiceRecord(self.index, manip.name, choice.describe(),
+                                     str(seen) if seen is not None else "",
+                                     str(choice.default), ok))
+        return seen if ok and seen is not None else choice.default
+
+    def _candidate(self, default: Tuple, manip: ManipType) -> Tuple | None:
+        pkt = self.observed
+        if pkt is None or pkt.proto != default.proto:
+            return None
+        key = _key(pkt, manip)
+        if manip is ManipType.SRC:
+            return replace(default, src=pkt.ip.src, sport=key if key is not None else default.sport)
+        if default.has_ports:
+            return replace(default, dst=pkt.ip.dst, dport=key if key is not None else default.dport)
+        return replace(default, dst=pkt.ip.dst, sport=key if key is not None else default.sport)
+
+
+def _key(pkt: Packet, manip: ManipType) -> int | None:
+    if isinstance(pkt.l4, IcmpHeader):
+        return pkt.l4.id
+    if pkt.l4 is None:
+        return None
+    return pkt.l4.sport if manip is ManipType.SRC else pkt.l4.dport
+
+
+def replay(config: GatewayConfig, packets: list[WirePacket],
+           snapshot_times: list[tuple[str, float]]) -> Prediction:
+    """Run every captured incoming packet through a fresh modelled gateway."""
+    gateway = Gateway(config)
+    journeys: list[Journey] = []
+    sent: list[tuple[int, str, bytes]] = []
+    choices: list[ChoiceRecord] = []
+    unparsed: list[tuple[int, str]] = []
+    snapshots: list[tuple[str, float, tuple[Entry, ...]]] = []
+    pending = sorted(snapshot_times, key=lambda s: s[1])
+    consumed: set[int] = set()
+
+    for index, wp in enumerate(packets):
+        while pending and pending[0][1] <= wp.time:
+            name, at = pending.pop(0)
+            snapshots.append((name, at, tuple(gateway.entries(at))))
+        if wp.direction != "in":
+            continue
+        try:
+            pkt = parse(wp.data)
+        except MalformedPacket as exc:
+            unparsed.append((index, str(exc)))
+            continue
+        observed_index = _next_out(packets, index, pkt.proto, consumed)
+        observed = None
+        if observed_index is not None:
+            try:
+                observed = parse(packets[observed_index].data)
+            except MalformedPacket:
+                observed = None
+        chooser = _KernelChooser(index, observed, choices)
+        journey = gateway.receive(pkt, wp.iface, wp.time, chooser)
+        journeys.append(journey)
+        if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
+            sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
+            if observed_index is not None:
+                consumed.add(observed_index)
+    for name, at in pending:
+        snapshots.append((name, at, tuple(gateway.entries(at))))
+    return Prediction(tuple(journeys), tuple(sent), tuple(snapshots), tuple(choices),
+                      tuple(unparsed))
+
+
+def _next_out(packets: list[WirePacket], index: int, proto: int,
+              consumed: set[int]) -> int | None:
+    """The kernel's output for the input at `index`: the first unconsumed outgoing packet of
+    the same protocol captured after it (the gateway forwards synchronously)."""
+    for j in range(index + 1, min(len(packets), index + 64)):
+        wp = packets[j]
+        if wp.direction == "out" and j not in consumed and len(wp.data) > 9 \
+                and wp.data[9] == proto:
+            return j
+        if wp.direction == "in" and j > index + 8:
+            break
+    return None
+
