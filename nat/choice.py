@@ -85,5 +85,14 @@ class Choice(Generic[T]):
             raise NotAllowed(f"{observed} is not allowed: expected {self.description}")
         return observed
 
+    def union(self, other: Choice[T], description: str = "") -> Choice[T]:
+        """Either set; the default stays this one's."""
+        members = None
+        if self.members is not None and other.members is not None:
+            members = tuple(dict.fromkeys(self.members + other.members))
+        first, second = self.rule, other.rule
+        text = description or f"{self.description}, or {other.description}"
+        return Choice(self.default, lambda x: first(x) or second(x), text, members)
+
     def __str__(self) -> str:
         return self.description

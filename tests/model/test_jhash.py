@@ -57,7 +57,7 @@ def ref_hashlittle(data: bytes, initval: int) -> int:
         b = (b + a) & M
         pos += 12
     tail = data[pos:] + bytes(12 - (n - pos))
-    k0, k1, k2 = struct.unpack("<III", tail)
+    k0, k1, k2 = (int(w) for w in struct.unpack("<III", tail))
     a = (a + k0) & M
     b = (b + k1) & M
     c = (c + k2) & M
