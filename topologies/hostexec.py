@@ -1,0 +1,161 @@
+"""Running commands inside one host's network namespace.
+
+Commands are argument lists, run as `mnexec -a <pid> argv...` (mnexec joins the network and
+mount namespaces of the process holding the host, then execs argv: the pid we wait on is the
+command itself, so a timeout kills the right process). Exit codes are checked; a failure
+raises one error type, `CommandError`, naming the host, the command and the kernel's message.
+
+Every process started here carries `NATLAB_RUN=<run id>` in its environment so the sweeper can
+find it even after the run's owner was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from topologies.names import ENV_MARKER
+
+MNEXEC = "mnexec"
+
+
+class CommandError(Exception):
+    """A command in a host failed, was missing, or timed out. `returncode` is None when the
+    command never finished (timeout) or never started (missing binary)."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        host: str,
+        returncode: int | None,
+        stderr: str,
+        reason: str = "",
+    ) -> None:
+        self.argv = tuple(argv)
+        self.host = host
+        self.returncode = returncode
+        self.stderr = stderr
+        self.reason = reason or f"exited with status {returncode}"
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        detail = " ".join(self.stderr.split())
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        cmd = " ".join(self.argv)
+        return f"[{self.host}] `{cmd}` {self.reason}" + (f": {detail}" if detail else "")
+
+
+def _find(program: str) -> bool:
+    if "/" in program:
+        return os.access(program, os.X_OK)
+    return shutil.which(program) is not None
+
+
+class HostHandle:
+    """A host's network namespace, reached through the pid of the process that holds it."""
+
+    def __init__(self, name: str, pid: int, run_id: str | None = None) -> None:
+        self.name = name
+        self.pid = pid
+        self.run_id = run_id
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def __repr__(self) -> str:
+        return f"HostHandle({self.name!r}, pid={self.pid}, run_id={self.run_id!r})"
+
+    def _prepare(self, argv: Sequence[str], env: dict[str, str] | None) -> tuple[list[str], Any]:
+        args = [str(a) for a in argv]
+        if not args:
+            raise CommandError(args, self.name, None, "", "is an empty command")
+        for program in (MNEXEC, args[0]):
+            if not _find(program):
+                raise CommandError(args, self.name, None, "", f"cannot run: {program} not found")
+        full_env = dict(os.environ if env is None else env)
+        if self.run_id is not None:
+            full_env[ENV_MARKER] = self.run_id
+        return [MNEXEC, "-a", str(self.pid), *args], full_env
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float = 10.0,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run argv in this host and wait for it; stdout and stderr are captured.
+
+        With `check` (the default) a non-zero exit raises CommandError. A timeout always
+        raises CommandError (the command is killed first)."""
+        full, env = self._prepare(argv, None)
+        try:
+            proc = subprocess.run(
+                full,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=env,
+            )
+        except subprocess.TimeoutExpired as e:
+            stderr = (e.stderr or b"").decode(errors="replace")
+            raise CommandError(
+                argv, self.name, None, stderr, f"timed out after {timeout} s"
+            ) from None
+        except OSError as e:
+            raise CommandError(argv, self.name, None, str(e), "could not start") from None
+        if check and proc.returncode != 0:
+            raise CommandError(
+                argv, self.name, proc.returncode, proc.stderr.decode(errors="replace")
+            )
+        # Report the command as the caller wrote it, not with the mnexec prefix.
+        return subprocess.CompletedProcess(list(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start argv in this host without waiting. kwargs go to subprocess.Popen (stdout=...,
+        env=...). The process is remembered so the network's teardown stops it."""
+        full, env = self._prepare(argv, kwargs.pop("env", None))
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        try:
+            proc: subprocess.Popen[bytes] = subprocess.Popen(full, env=env, **kwargs)
+        except OSError as e:
+            raise CommandError(argv, self.name, None, str(e), "could not start") from None
+        self._children.append(proc)
+        return proc
+
+    @property
+    def children(self) -> tuple[subprocess.Popen[bytes], ...]:
+        """Processes started with popen that were not reaped by stop_children yet."""
+        return tuple(self._children)
+
+    def stop_children(self, grace: float = 1.0) -> None:
+        """SIGTERM every popen'd process still running, SIGKILL those that outlive `grace`."""
+        running = [p for p in self._children if p.poll() is None]
+        for p in running:
+            _signal(p, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in running:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(p, signal.SIGKILL)
+                # A process stuck in the kernel is left to the teardown's final check.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5.0)
+        for p in self._children:
+            for stream in (p.stdin, p.stdout, p.stderr):
+                if stream is not None:
+                    stream.close()
+        self._children.clear()
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)

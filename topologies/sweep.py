@@ -1,0 +1,255 @@
+"""Find and remove what earlier natlab runs left behind, and nothing else.
+
+A run can die without tearing down (SIGKILL, a crash, a power-cut test runner). Its leftovers
+are recognised only by natlab's own marks (see `topologies.names`):
+
+- processes whose command line carries a natlab node's shell marker (`mininet:nlab12h0`) or
+  whose environment carries `NATLAB_RUN=nlab12`, and every process sharing a network namespace
+  with such a marked shell (the namespace is certainly natlab's while its shell lives);
+- links in our own (root) namespace whose names start with the run id;
+- the state file `/run/natlab/<run_id>.json`.
+
+A run whose owner (pid + start time from the state file) is still alive is skipped unless it is
+asked for by id. Processes are killed by pid with os.kill, after re-checking their start time;
+no pattern-based killing. Recorded namespace inodes are never trusted on their own: the kernel
+reuses inode numbers as soon as a namespace is freed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from topologies.names import (
+    ENV_MARKER,
+    STATE_DIR,
+    is_run_id,
+    process_start_time,
+    read_state,
+    remove_state,
+    run_id_of_marker,
+    state_run_ids,
+)
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """One process as the sweeper sees it."""
+
+    pid: int
+    start: int
+    netns: str | None
+    marker_run: str | None  # run id from a Mininet shell marker in the command line
+    env_run: str | None  # run id from NATLAB_RUN in the environment
+    cmdline: tuple[str, ...] = ()
+
+
+def _read_proc(pid: int) -> ProcInfo | None:
+    start = process_start_time(pid)
+    if start is None:
+        return None
+    base = Path(f"/proc/{pid}")
+    try:
+        cmdline = tuple(
+            a.decode(errors="replace") for a in (base / "cmdline").read_bytes().split(b"\0") if a
+        )
+        netns: str | None = os.readlink(base / "ns" / "net")
+    except OSError:
+        return None  # gone, or a kernel thread without a namespace link
+    marker = next((r for r in map(run_id_of_marker, cmdline) if r is not None), None)
+    env_run = None
+    try:
+        for var in (base / "environ").read_bytes().split(b"\0"):
+            if var.startswith(ENV_MARKER.encode() + b"="):
+                value = var.split(b"=", 1)[1].decode(errors="replace")
+                env_run = value if is_run_id(value) else None
+                break
+    except OSError:
+        pass
+    return ProcInfo(pid, start, netns, marker, env_run, cmdline)
+
+
+def scan_processes() -> list[ProcInfo]:
+    """Every readable process on the machine (cheap: a few hundred small /proc reads)."""
+    out = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != me:
+            info = _read_proc(int(entry.name))
+            if info is not None:
+                out.append(info)
+    return out
+
+
+def _protected_namespaces() -> set[str]:
+    """Our own namespace and init's: never treat every process in them as natlab's."""
+    out = set()
+    for pid in ("self", "1"):
+        with contextlib.suppress(OSError):
+            out.add(os.readlink(f"/proc/{pid}/ns/net"))
+    return out
+
+
+def processes_of(run_id: str, procs: Iterable[ProcInfo]) -> list[ProcInfo]:
+    """The processes belonging to `run_id`: marked ones, and all that share a network
+    namespace with a marked one (a namespace holding a live marked process is certainly ours;
+    our own and init's namespaces are never swept wholesale)."""
+    procs = list(procs)
+    protected = _protected_namespaces()
+    namespaces = {
+        p.netns
+        for p in procs
+        if run_id in (p.marker_run, p.env_run) and p.netns and p.netns not in protected
+    }
+    return [
+        p for p in procs if p.marker_run == run_id or p.env_run == run_id or p.netns in namespaces
+    ]
+
+
+def root_links() -> list[str]:
+    """Names of the links in our own network namespace."""
+    proc = subprocess.run(
+        ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"`ip -j link show` failed: {proc.stderr.decode().strip()}")
+    return [str(link["ifname"]) for link in json.loads(proc.stdout or b"[]")]
+
+
+def links_of(run_id: str, links: Iterable[str]) -> list[str]:
+    return [name for name in links if name.startswith(run_id)]
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What of a run still exists."""
+
+    run_id: str
+    processes: tuple[ProcInfo, ...]
+    links: tuple[str, ...]
+    state_file: bool
+
+    @property
+    def empty(self) -> bool:
+        return not self.processes and not self.links and not self.state_file
+
+    def describe(self) -> str:
+        parts = []
+        if self.processes:
+            procs = ", ".join(f"{p.pid} ({' '.join(p.cmdline)[:60]})" for p in self.processes)
+            parts.append(f"processes {procs}")
+        if self.links:
+            parts.append(f"links {', '.join(self.links)}")
+        if self.state_file:
+            parts.append("its state file")
+        return f"run {self.run_id}: " + ("; ".join(parts) if parts else "nothing left")
+
+
+def find_leftovers(run_id: str, state_dir: Path = STATE_DIR) -> Leftovers:
+    return Leftovers(
+        run_id,
+        tuple(processes_of(run_id, scan_processes())),
+        tuple(links_of(run_id, root_links())),
+        read_state(run_id, state_dir) is not None,
+    )
+
+
+def kill_processes(procs: Iterable[ProcInfo], timeout: float = 5.0) -> list[int]:
+    """SIGKILL each process that is still the same process (pid and start time), then wait
+    until all are gone or zombies. Returns the pids signalled."""
+    procs = list(procs)
+    killed = []
+    for p in procs:
+        if process_start_time(p.pid) != p.start:
+            continue
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+            killed.append(p.pid)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    pending = [p for p in procs if p.pid in killed]
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if process_start_time(p.pid) == p.start]
+        if pending:
+            time.sleep(0.01)
+    return killed
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    swept: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # runs whose owner is still alive
+    killed: tuple[int, ...] = ()
+    links_removed: tuple[str, ...] = ()
+    state_files_removed: tuple[str, ...] = ()
+    errors: tuple[str, ...] = field(default=())
+
+    def summary(self) -> str:
+        return (
+            f"swept {len(self.swept)} run(s) {' '.join(self.swept)}; "
+            f"killed {len(self.killed)} process(es), removed {len(self.links_removed)} link(s) "
+            f"and {len(self.state_files_removed)} state file(s); "
+            f"skipped {len(self.skipped)} live run(s)"
+            + (f"; errors: {'; '.join(self.errors)}" if self.errors else "")
+        )
+
+
+def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport:
+    """Remove the leftovers of dead natlab runs (or of `run_id`, even if its owner lives)."""
+    procs = scan_processes()
+    errors: list[str] = []
+    if run_id is not None:
+        if not is_run_id(run_id):
+            raise ValueError(f"not a natlab run id: {run_id!r}")
+        targets = [run_id]
+        skipped: list[str] = []
+    else:
+        candidates = set(state_run_ids(state_dir))
+        candidates |= {p.marker_run for p in procs if p.marker_run}
+        candidates |= {p.env_run for p in procs if p.env_run}
+        targets, skipped = [], []
+        for rid in sorted(candidates):
+            try:
+                state = read_state(rid, state_dir)
+            except (ValueError, KeyError, TypeError) as e:
+                errors.append(f"run {rid}: unreadable state file ({e}); treating it as dead")
+                state = None
+            if state is not None and state.owner_alive():
+                skipped.append(rid)
+            else:
+                targets.append(rid)
+    killed: list[int] = []
+    links_removed: list[str] = []
+    states_removed: list[str] = []
+    links = root_links() if targets else []
+    for rid in targets:
+        killed += kill_processes(processes_of(rid, procs))
+        for name in links_of(rid, links):
+            proc = subprocess.run(
+                ["ip", "link", "del", "dev", name], capture_output=True, timeout=10, check=False
+            )
+            if proc.returncode == 0:
+                links_removed.append(name)
+            else:
+                errors.append(f"`ip link del dev {name}`: {proc.stderr.decode().strip()}")
+        left = find_leftovers(rid, state_dir)
+        if left.processes or left.links:
+            errors.append("still there after sweeping " + left.describe())
+        elif remove_state(rid, state_dir):
+            states_removed.append(rid)
+    return SweepReport(
+        swept=tuple(targets),
+        skipped=tuple(skipped),
+        killed=tuple(killed),
+        links_removed=tuple(links_removed),
+        state_files_removed=tuple(states_removed),
+        errors=tuple(errors),
+    )
