@@ -31,17 +31,17 @@ from nat.conn import Conn
 from nat.jhash import pick_ip
 from nat.maniptype import ManipType
 from nat.profile import KernelProfile
+from nat.rules import NatFlag, NatRange
 from nat.status import Status, TcpState
 from nat.tuple import Direction, Proto, Tuple, invert
 
-# Range flag bits (include/uapi/linux/netfilter/nf_nat.h; the same values as nat.rules.NatFlag).
-MAP_IPS = 1
-PROTO_SPECIFIED = 2
-PROTO_RANDOM = 4
-PERSISTENT = 8
-PROTO_RANDOM_FULLY = 16
-PROTO_OFFSET = 32
-NETMAP = 64
+# Range flag bits (include/uapi/linux/netfilter/nf_nat.h), named here for brevity.
+MAP_IPS = NatFlag.MAP_IPS
+PROTO_SPECIFIED = NatFlag.PROTO_SPECIFIED
+PROTO_RANDOM = NatFlag.PROTO_RANDOM
+PERSISTENT = NatFlag.PERSISTENT
+PROTO_RANDOM_FULLY = NatFlag.PROTO_RANDOM_FULLY
+PROTO_OFFSET = NatFlag.PROTO_OFFSET
 PROTO_RANDOM_ALL = PROTO_RANDOM | PROTO_RANDOM_FULLY
 
 MAX_ATTEMPTS = 128          # first round of the port search
@@ -54,7 +54,8 @@ _PORT_PROTOS = frozenset({Proto.TCP, Proto.UDP, 132, 33, 136})  # TCP UDP SCTP D
 
 
 class NatRangeLike(Protocol):
-    """What the NAT core reads from a range (struct nf_nat_range2; nat.rules.NatRange)."""
+    """What the NAT core reads from a range (struct nf_nat_range2): nat.rules.NatRange, or
+    anything with the same fields."""
 
     @property
     def flags(self) -> int: ...
@@ -68,18 +69,6 @@ class NatRangeLike(Protocol):
     def max_proto(self) -> int: ...
     @property
     def base_proto(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class IpRange:
-    """A plain range value, used for the null binding (any NatRangeLike will do elsewhere)."""
-
-    flags: int
-    min_addr: IPv4Address | None = None
-    max_addr: IPv4Address | None = None
-    min_proto: int = 0
-    max_proto: int = 0
-    base_proto: int = 0
 
 
 class TupleSpace(Protocol):
@@ -604,7 +593,7 @@ def null_binding(conn: Conn, manip: ManipType, table: TupleSpace, now: float,
     """__nf_nat_alloc_null_binding: no rule bound this manip, so bind to the current address
     with no port range. The port (or ICMP id) can still move if the tuple is taken."""
     addr = conn.reply.dst if manip is ManipType.SRC else conn.reply.src
-    rng = IpRange(MAP_IPS, addr, addr)
+    rng = NatRange(MAP_IPS, addr, addr)
     result = nf_nat_setup_info(conn, rng, manip, table, now, profile, choose=choose, rand=rand,
                                bind_seq=bind_seq)
     return replace(result, notes=("null binding (no NAT rule matched)",) + result.notes)
