@@ -427,3 +427,44 @@ class Ruleset:
     def rules(self) -> tuple[Rule, ...]:
         """Every rule of every chain, in chain order."""
         return tuple(r for c in self.chains for r in c.rules)
+
+
+def jump_closure(chains: tuple[Chain, ...] | list[Chain]) -> dict[str, frozenset[Hook]]:
+    """For the chains of ONE table: which hooks reach each chain (through jump/goto).
+
+    The kernel refuses a table in which a chain reachable from a base chain jumps back into
+    its own call path (ELOOP: mark_source_chains() in ip_tables.c, nf_tables_check_loops() in
+    nf_tables_api.c); that is a RuleSyntaxError naming the rule that closes the loop. Loops
+    among chains no base chain reaches are allowed, as in the kernel. Jumps to unknown chains
+    must have been refused by the parser already.
+    """
+    by_name = {c.name: c for c in chains}
+    reach: dict[str, set[Hook]] = {c.name: set() for c in chains}
+    done: set[str] = set()
+
+    def visit(chain: Chain, path: tuple[str, ...]) -> None:
+        """Depth-first walk; a jump back onto the current path is a loop."""
+        for rule in chain.rules:
+            if not isinstance(rule.target, Jump | Goto) or rule.target.chain not in by_name:
+                continue
+            name = rule.target.chain
+            if name in path or name == chain.name:
+                raise RuleSyntaxError(rule.lineno, f"jump loop through chain {name!r} "
+                                      "(the kernel says: Too many links)", rule.source)
+            if name not in done:
+                visit(by_name[name], path + (chain.name,))
+        done.add(chain.name)
+
+    for base in chains:
+        if base.hook is None:
+            continue
+        visit(base, ())
+        todo = [base.name]
+        while todo:
+            name = todo.pop()
+            if base.hook in reach[name]:
+                continue
+            reach[name].add(base.hook)
+            todo += [r.target.chain for r in by_name[name].rules
+                     if isinstance(r.target, Jump | Goto) and r.target.chain in by_name]
+    return {name: frozenset(hooks) for name, hooks in reach.items()}
