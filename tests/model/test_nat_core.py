@@ -537,3 +537,52 @@ def test_class_search_result_is_always_allowed_and_free(
         assert not choice.may_drop()  # no window of 128 used ports: the search cannot fail
     for p in used:
         assert not choice.contains(Tuple(Proto.UDP, WAN, SERVER, p, 443)) or choice.may_drop()
+
+
+# --- kernel profiles and the Choice type ----------------------------------------------------
+
+@pytest.mark.parametrize(("release", "name"), [
+    ("6.1.0-28-amd64", "6.1"),
+    ("6.1.192", "6.1"),
+    ("5.10.0-30-amd64", "6.1"),
+    ("6.11.3", "6.1"),
+    ("6.12.117-1", "6.12"),
+    ("6.12.0", "6.12"),
+    ("6.13.1", "6.18"),
+    ("6.18.44-fc-v595", "6.18"),
+    ("7.2.13", "6.18"),
+    ("weird", "6.18"),
+])
+def test_profile_for_release(release: str, name: str) -> None:
+    from nat.profile import profile_for_release
+    assert profile_for_release(release).name == name
+
+
+def test_profiles_differ_as_appendix_a_says() -> None:
+    assert not LINUX_6_1.dnat_port_search_from_min and LINUX_6_12.dnat_port_search_from_min
+    assert LINUX_LATEST.dnat_port_search_from_min and LINUX_LATEST.tcp_timewait_eviction
+    assert LINUX_6_1.clash_merge == "6.1" and LINUX_LATEST.clash_merge == "6.12"
+    assert LINUX_6_12.rst_timeout == "unack300"
+    assert LINUX_6_1.rst_timeout == LINUX_LATEST.rst_timeout == "close10"
+
+
+def test_choice_basics() -> None:
+    from nat.choice import Choice, NotAllowed
+    one = Choice.only(7)
+    assert one.determined and one.contains(7) and not one.contains(8)
+    assert one.enumerate() == (7,)
+    some = Choice.among([3, 1, 3, 2])
+    assert some.enumerate() == (3, 1, 2) and some.default == 3 and not some.determined
+    big = Choice.where(lambda p: 1024 <= p <= 65535 and p != 37611, 1024,
+                       "any free port in 1024-65535 except 37611")
+    assert big.enumerate() is None and big.contains(27630) and not big.contains(37611)
+    assert big.adopt(27630) == 27630
+    with pytest.raises(NotAllowed, match="except 37611"):
+        big.adopt(37611)
+    both = one.union(some)
+    assert both.default == 7 and both.contains(2) and not both.contains(9)
+    assert both.enumerate() == (7, 3, 1, 2)
+    with pytest.raises(ValueError, match="not in its own choice"):
+        Choice.where(lambda p: p > 5, 1, "more than 5")
+    with pytest.raises(ValueError, match="at least one"):
+        Choice.among([])
