@@ -1,0 +1,212 @@
+"""Watching the gateway's conntrack table: snapshots (`conntrack -L`) and events (`conntrack -E`).
+
+Snapshots keep the raw lines for the record and parse them with `nat.listing.parse_line` into
+`nat.entry.Entry`, the very type the model renders, so kernel and model compare as values.
+`conntrack -L` prints the entries on stdout and a summary on stderr; its exit status is
+checked, and an empty table is a normal answer.
+
+The event log runs `conntrack -E -o timestamp` in the gateway for the whole traffic phase. It
+starts "ready" only once its netlink socket has joined the conntrack multicast groups (read
+from /proc/<pid>/net/netlink), and stops only once that socket's receive queue is empty, so
+no event of the run is lost at either end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from nat.entry import Entry
+from nat.listing import parse_line
+from topologies.hostexec import CommandError, HostHandle
+
+EventType = Literal["NEW", "UPDATE", "DESTROY"]
+
+LIST: tuple[str, ...] = ("conntrack", "-L", "-f", "ipv4")
+FLUSH: tuple[str, ...] = ("conntrack", "-F")
+EVENTS: tuple[str, ...] = ("conntrack", "-E", "-f", "ipv4", "-o", "timestamp")
+
+NETLINK_NETFILTER = 12  # include/uapi/linux/netlink.h
+
+
+class ObserveError(Exception):
+    """A conntrack command failed; str() is one line naming the command, host and message."""
+
+
+def _one_line(text: bytes | str) -> str:
+    s = text.decode(errors="replace") if isinstance(text, bytes) else text
+    return "; ".join(" ".join(ln.split()) for ln in s.splitlines() if ln.strip())
+
+
+def _is_summary(line: str) -> bool:
+    return line.startswith("conntrack v") and "(conntrack-tools)" in line
+
+
+def snapshot(host: HostHandle, *, timeout: float = 10.0) -> tuple[list[str], list[Entry]]:
+    """`conntrack -L -f ipv4` inside `host`: the raw lines and the parsed entries (IPv6 is
+    outside the model, so the kernel is asked for IPv4 only)."""
+    try:
+        proc = host.run(LIST, timeout=timeout)
+    except CommandError as e:
+        raise ObserveError(str(e)) from None
+    lines = [ln for ln in proc.stdout.decode().splitlines()
+             if ln.strip() and not _is_summary(ln)]
+    return lines, [parse_line(ln) for ln in lines]
+
+
+def flush(host: HostHandle) -> None:
+    """`conntrack -F` inside `host` (only that namespace's table)."""
+    try:
+        host.run(FLUSH)
+    except CommandError as e:
+        raise ObserveError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class ConntrackEvent:
+    """One `conntrack -E -o timestamp` line. `time` is the event's wall-clock time (or, once a
+    run rebased it, seconds since the run's start); `entry` is None when the line could not be
+    parsed (the reason is in `error`)."""
+
+    time: float
+    type: EventType
+    line: str
+    entry: Entry | None
+    error: str | None = None
+
+
+_EVENT_RE = re.compile(
+    r"^\[(?P<time>\d+\.\d+)\]\s+\[(?P<type>NEW|UPDATE|DESTROY)\]\s+(?P<rest>.*)$")
+# Only in events that userspace caused (conntrack -I/-D/-F): not part of the entry.
+_USERSPACE_RE = re.compile(r"\s*\[USERSPACE\]\s+portid=\d+")
+
+
+def parse_event_line(line: str) -> ConntrackEvent | None:
+    """A line of `conntrack -E -o timestamp`; None for the summary and blank lines."""
+    m = _EVENT_RE.match(line.strip())
+    if m is None:
+        return None
+    rest = _USERSPACE_RE.sub("", m["rest"]).strip()
+    etype: EventType = m["type"]  # type: ignore[assignment]
+    try:
+        entry: Entry | None = parse_line(rest)
+        error = None
+    except ValueError as e:
+        entry, error = None, str(e)
+    return ConntrackEvent(float(m["time"]), etype, line.rstrip("\n"), entry, error)
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes: set[str] = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return inodes
+    for fd in names:
+        try:
+            target = os.readlink(fd_dir / fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def netlink_socket_state(pid: int) -> tuple[int, int] | None:
+    """(groups, rmem) of `pid`'s NETLINK_NETFILTER socket that listens to multicast groups,
+    read from /proc/<pid>/net/netlink (the process's own namespace view); None if absent."""
+    inodes = _socket_inodes(pid)
+    try:
+        text = Path(f"/proc/{pid}/net/netlink").read_text()
+    except OSError:
+        return None
+    for row in text.splitlines()[1:]:
+        cols = row.split()
+        # sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+        if len(cols) >= 10 and cols[1] == str(NETLINK_NETFILTER) and cols[9] in inodes:
+            groups = int(cols[3], 16)
+            if groups:
+                return groups, int(cols[4])
+    return None
+
+
+class EventLog:
+    """`conntrack -E -o timestamp` in `host`, writing to `path`; a context manager."""
+
+    def __init__(self, host: HostHandle, path: Path, *, ready_timeout: float = 5.0) -> None:
+        self.host = host
+        self.path = path
+        self.ready_timeout = ready_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._err_path = path.with_suffix(path.suffix + ".stderr")
+        self._err: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._out = open(self.path, "wb")  # noqa: SIM115 - closed in stop()
+        self._err = open(self._err_path, "wb")  # noqa: SIM115
+        self._proc = self.host.popen(EVENTS, stdout=self._out, stderr=self._err)
+        deadline = time.monotonic() + self.ready_timeout
+        while netlink_socket_state(self._proc.pid) is None:
+            if self._proc.poll() is not None:
+                self._close_files()
+                raise ObserveError(
+                    f"[{self.host.name}] `{' '.join(EVENTS)}` exited with status "
+                    f"{self._proc.returncode}: {_one_line(self._err_path.read_bytes())}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ObserveError(f"[{self.host.name}] `{' '.join(EVENTS)}` did not subscribe "
+                                   f"to conntrack events within {self.ready_timeout} s")
+            time.sleep(0.002)
+
+    def stop(self, *, drain_timeout: float = 2.0) -> None:
+        """Wait until the kernel's queue for our socket is empty, then SIGTERM our process."""
+        proc = self._proc
+        if proc is None:
+            return
+        deadline = time.monotonic() + drain_timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            state = netlink_socket_state(proc.pid)
+            if state is None or state[1] == 0:
+                break
+            time.sleep(0.002)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2.0)
+        self._proc = None
+        self._close_files()
+
+    def _close_files(self) -> None:
+        for f in (self._out, self._err):
+            if f is not None:
+                f.close()
+        self._out = self._err = None
+
+    def events(self) -> list[ConntrackEvent]:
+        """Every event written so far (the whole run's after stop())."""
+        if not self.path.exists():
+            return []
+        out: list[ConntrackEvent] = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            ev = parse_event_line(line)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def __enter__(self) -> EventLog:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

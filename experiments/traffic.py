@@ -1,0 +1,464 @@
+"""Driving the hosts' traffic: one agent per host (experiments/agent.py), steps run in order.
+
+`Traffic` starts an agent in every host of the topology and keeps them for the whole run, so
+sockets outlive steps (a reply flow leaves from the socket that listened). Each step sends
+its commands and then waits, with a deadline, for the event that shows the step is over:
+the replies or the datagrams arrived, both TCP ends reported the close, the echo replies or
+ICMP errors came back. No step sleeps to synchronise; a deadline that passes is an outcome
+(the gateway dropped the traffic), recorded in the step's result, not an error.
+
+Which hosts listen for a step is decided exactly as the model's stand-in world decides it
+(`experiments.model_run.listener_hosts`), so kernel and model see the same servers.
+What each host received comes back as `experiments.world.Received`, the model's own type.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import IO, TYPE_CHECKING, Any
+
+from topologies.description import Topology
+from topologies.hostexec import HostHandle
+
+if TYPE_CHECKING:
+    from experiments.world import Received
+
+AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.agent")
+PING_PAYLOAD = bytes(range(56))   # what `ping` sends, and what the model's world sends
+ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
+
+Event = dict[str, Any]
+
+
+class TrafficError(Exception):
+    """An agent could not be started or stopped responding (one line, names the host)."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A packet the host's IP layer delivered locally (seen by the agent's raw sockets)."""
+
+    host: str
+    time: float          # seconds since the run's start
+    data: bytes          # the IPv4 packet
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """How one step went. `completed` is False when its deadline passed first (e.g. the
+    gateway dropped the traffic); `detail` says what was waited for and what happened."""
+
+    index: int
+    action: str
+    start: float         # seconds since the run's start
+    end: float
+    completed: bool
+    detail: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class _Agent:
+    """One agent process and the thread that reads its events."""
+
+    def __init__(self, host: HostHandle, argv: Sequence[str], sink: Callable[[str, Event], None]
+                 ) -> None:
+        self.host = host
+        self.proc = host.popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        self._sink = sink
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                ev = json.loads(raw)
+            except json.JSONDecodeError:
+                ev = {"event": "garbage", "line": raw.decode(errors="replace")}
+            self._sink(self.host.name, ev)
+        self._sink(self.host.name, {"event": "exit"})
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self._stderr.append(raw.decode(errors="replace").rstrip())
+
+    @property
+    def stderr(self) -> str:
+        return " | ".join(self._stderr[-5:])
+
+    def send(self, cmd: Event) -> None:
+        stdin: IO[bytes] | None = self.proc.stdin
+        if stdin is None or self.proc.poll() is not None:
+            raise TrafficError(f"[{self.host.name}] the traffic agent is not running "
+                               f"(status {self.proc.returncode}): {self.stderr}")
+        try:
+            stdin.write((json.dumps(cmd) + "\n").encode())
+            stdin.flush()
+        except BrokenPipeError:
+            raise TrafficError(f"[{self.host.name}] the traffic agent went away: "
+                               f"{self.stderr}") from None
+
+    def stop(self, timeout: float = 2.0) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"id": -1, "op": "quit"})
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            except (TrafficError, OSError):
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout)
+        self._reader.join(timeout)
+        self._err_reader.join(timeout)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class Traffic:
+    """The agents of one run; a context manager. Times are seconds since `t0` (wall clock)."""
+
+    def __init__(self, hosts: Mapping[str, HostHandle], topology: Topology, *,
+                 t0: float | None = None, agent_argv: Sequence[str] = AGENT_ARGV,
+                 step_deadline: float = 1.0, tcp_deadline: float = 3.0,
+                 start_timeout: float = 10.0) -> None:
+        self.hosts = dict(hosts)
+        self.topology = topology
+        self.t0 = time.time() if t0 is None else t0
+        self.agent_argv = tuple(agent_argv)
+        self.step_deadline = step_deadline
+        self.tcp_deadline = tcp_deadline
+        self.start_timeout = start_timeout
+        self._agents: dict[str, _Agent] = {}
+        self._events: list[tuple[str, Event]] = []
+        self._cond = threading.Condition()
+        self._next_id = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def _sink(self, host: str, ev: Event) -> None:
+        with self._cond:
+            self._events.append((host, ev))
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        try:
+            for name, handle in self.hosts.items():
+                self._agents[name] = _Agent(handle, self.agent_argv, self._sink)
+            for name in self.hosts:
+                ok = self._wait(_started(name), self.start_timeout)
+                ready = ok and any(h == name and e["event"] == "ready" for h, e in self._events)
+                if not ready:
+                    raise TrafficError(f"[{name}] the traffic agent did not start: "
+                                       f"{self._agents[name].stderr or 'no message'}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for agent in self._agents.values():
+            agent.stop()
+
+    def __enter__(self) -> Traffic:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _wait(self, predicate: Callable[[list[tuple[str, Event]]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self._events):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def mark(self) -> int:
+        """A position in the event stream: `since(mark)` gives what came after it."""
+        with self._cond:
+            return len(self._events)
+
+    def since(self, mark: int) -> list[tuple[str, Event]]:
+        with self._cond:
+            return list(self._events[mark:])
+
+    def command(self, host: str, op: str, timeout: float = 5.0, **fields: Any) -> Event:
+        """Send one command and wait for its `ok` or `error` event (returned, not raised)."""
+        self._next_id += 1
+        cmd_id = self._next_id
+        pos = self.mark()
+        self._agents[host].send({"id": cmd_id, "op": op, **fields})
+
+        def answered(evs: list[tuple[str, Event]]) -> bool:
+            return any(h == host and e.get("id") == cmd_id and e["event"] in ("ok", "error")
+                       or h == host and e["event"] == "exit" for h, e in evs[pos:])
+
+        if not self._wait(answered, timeout):
+            raise TrafficError(f"[{host}] the traffic agent did not answer {op} within "
+                               f"{timeout} s")
+        for h, e in self.since(pos):
+            if h == host and e.get("id") == cmd_id:
+                return e
+        raise TrafficError(f"[{host}] the traffic agent exited during {op}: "
+                           f"{self._agents[host].stderr}")
+
+    def _now(self) -> float:
+        return time.time() - self.t0
+
+    def _count(self, pos: int, pred: Callable[[str, Event], bool]) -> int:
+        return sum(1 for h, e in self.since(pos) if pred(h, e))
+
+    def _wait_count(self, pos: int, pred: Callable[[str, Event], bool], n: int,
+                    timeout: float) -> bool:
+        return self._wait(lambda evs: sum(1 for h, e in evs[pos:] if pred(h, e)) >= n, timeout)
+
+    def _quiet(self, period: float, timeout: float) -> None:
+        """Wait until no agent event arrived for `period` seconds (bounded by `timeout`)."""
+        deadline = time.monotonic() + timeout
+        last = self.mark()
+        while time.monotonic() < deadline:
+            seen = last
+            self._wait(lambda evs: len(evs) > seen, min(period, deadline - time.monotonic()))
+            now = self.mark()
+            if now == last:
+                return
+            last = now
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def udp(self, index: int, sender: str, dst: IPv4Address, sport: int, dport: int,
+            payload: bytes, *, count: int = 1, interval: float = 0.0,
+            reply: bytes | None = None, listeners: Sequence[str] = ()) -> StepResult:
+        """Datagrams from sender:sport to dst:dport; `listeners` bind dport (and answer with
+        `reply`). Done when the replies (or, without reply, the datagrams, or without
+        listeners, the ICMP errors) have arrived."""
+        start = self._now()
+        pos = self.mark()
+        for host in listeners:
+            self._check(self.command(host, "udp_open", port=dport,
+                                     reply=None if reply is None else reply.hex()), host)
+        ev = self.command(sender, "udp_send", sport=sport, dst=str(dst), dport=dport,
+                          payload=payload.hex(), count=count, interval=interval,
+                          timeout=5.0 + count * interval)
+        if ev["event"] == "error":
+            return StepResult(index, "udp", start, self._now(), False,
+                              f"send failed: {ev.get('errno')} {ev.get('message')}")
+        wait = self.step_deadline
+        if listeners and reply is not None:
+            what = f"{count} replies at {sender}:{sport}"
+            ok = self._wait_count(pos, lambda h, e: h == sender and e["event"] == "udp_recv"
+                                  and e["dport"] == sport, count, wait)
+        elif listeners:
+            what = f"{count} datagrams at a listener"
+            ok = self._wait_count(pos, lambda h, e: h != sender and e["event"] == "udp_recv"
+                                  and e["payload"] == payload.hex(), count, wait)
+        else:
+            what = f"{count} ICMP errors at {sender}"
+            ok = self._wait_count(pos, lambda h, e: h == sender and _icmp_type(e) in ICMP_ERRORS,
+                                  count, wait)
+        return StepResult(index, "udp", start, self._now(), ok,
+                          f"waited for {what}: " + ("arrived" if ok else "deadline passed"))
+
+    def tcp(self, index: int, sender: str, dst: IPv4Address, sport: int, dport: int, *,
+            send: bytes = b"", reply: bytes = b"", close: str = "fin",
+            listeners: Sequence[str] = ()) -> StepResult:
+        """One connection: connect from sport, send, read the reply, close (fin/rst/none).
+        Done when the client finished and, for fin/rst, the server saw the close complete."""
+        start = self._now()
+        pos = self.mark()
+        for host in listeners:
+            self._check(self.command(host, "tcp_listen", port=dport, reply=reply.hex(),
+                                     expect=len(send)), host)
+        ev = self.command(sender, "tcp_connect", sport=sport, dst=str(dst), dport=dport,
+                          send=send.hex(), expect=len(reply) if listeners else 0, close=close,
+                          timeout=self.tcp_deadline)
+        cmd_id = ev.get("id")
+        if ev["event"] == "error":
+            return StepResult(index, "tcp", start, self._now(), False,
+                              f"connect failed: {ev.get('message')}")
+        self._wait(lambda evs: any(h == sender and e["event"] == "done" and e.get("id") == cmd_id
+                                   for h, e in evs[pos:]), self.tcp_deadline + 2.0)
+        done = next((e for h, e in self.since(pos)
+                     if h == sender and e["event"] == "done" and e.get("id") == cmd_id), None)
+        if done is None:
+            return StepResult(index, "tcp", start, self._now(), False, "client never finished")
+        if not done["connected"] or done["error"] is not None:
+            return StepResult(index, "tcp", start, self._now(), done["error"] is not None,
+                              f"client: {done['error'] or 'not connected'}")
+        if close in ("fin", "rst"):
+            ok = self._wait_count(pos, lambda h, e: h != sender and e["event"] == "tcp_closed"
+                                  and e.get("side") == "server", 1, self.tcp_deadline)
+            server = next((e for h, e in self.since(pos) if h != sender
+                           and e["event"] == "tcp_closed" and e.get("side") == "server"), None)
+            how = server["how"] if server else "no close seen"
+            return StepResult(index, "tcp", start, self._now(), ok and how in ("fin", "rst"),
+                              f"client closed with {done['closed']}, server: {how}")
+        return StepResult(index, "tcp", start, self._now(), True,
+                          f"received {done['received']} bytes, left open")
+
+    def ping(self, index: int, sender: str, dst: IPv4Address, ident: int, *, count: int = 1,
+             interval: float = 0.2) -> StepResult:
+        """Echo requests with identifier `ident`, seq 1..count; done when as many echo
+        replies or ICMP errors came back."""
+        start = self._now()
+        pos = self.mark()
+        for seq in range(1, count + 1):
+            if seq > 1 and interval > 0:
+                time.sleep(interval)   # the spec's pacing, not a synchronisation
+            ev = self.command(sender, "icmp_echo", dst=str(dst), ident=ident, seq=seq,
+                              payload=PING_PAYLOAD.hex())
+            if ev["event"] == "error":
+                return StepResult(index, "ping", start, self._now(), False,
+                                  f"send failed: {ev.get('errno')} {ev.get('message')}")
+
+        def answer(h: str, e: Event) -> bool:
+            t = _icmp_type(e)
+            return h == sender and (t in ICMP_ERRORS or (t == 0 and _icmp_id(e) == ident))
+
+        ok = self._wait_count(pos, answer, count, self.step_deadline)
+        return StepResult(index, "ping", start, self._now(), ok,
+                          f"{self._count(pos, answer)} of {count} answers")
+
+    def raw(self, index: int, sender: str, packet: bytes,
+            seen: Callable[[], bool] | None = None, quiet: float = 0.02) -> StepResult:
+        """Send a crafted IPv4 packet. Done when `seen()` (e.g. the gateway's capture shows
+        it) and the agents have been quiet for `quiet` seconds."""
+        start = self._now()
+        dst = str(IPv4Address(packet[16:20]))
+        ev = self.command(sender, "raw_send", dst=dst, packet=packet.hex())
+        if ev["event"] == "error":
+            return StepResult(index, "raw", start, self._now(), False,
+                              f"send failed: {ev.get('errno')} {ev.get('message')}")
+        ok = seen() if seen is not None else True
+        self._quiet(quiet, self.step_deadline)
+        return StepResult(index, "raw", start, self._now(), ok,
+                          "sent" + ("" if ok else "; not seen at the gateway"))
+
+    def sleep(self, index: int, seconds: float) -> StepResult:
+        """Let time pass (conntrack timeouts are the point of a sleep step)."""
+        start = self._now()
+        time.sleep(seconds)
+        return StepResult(index, "sleep", start, self._now(), True, f"{seconds} s")
+
+    def run_step(self, index: int, step: object,
+                 raw_seen: Callable[[bytes], bool] | None = None) -> StepResult:
+        """Run one spec step (checkpoints are the caller's: they read the gateway's table)."""
+        from experiments.model_run import listener_hosts, raw_packet, resolve_address
+        from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
+
+        topo = self.topology
+        if isinstance(step, UdpStep):
+            listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
+                if step.listen else []
+            return self.udp(index, step.from_, resolve_address(topo, step.to), step.sport,
+                            step.dport, step.payload.encode(), count=step.count,
+                            interval=step.interval,
+                            reply=None if step.reply is None else step.reply.encode(),
+                            listeners=listeners)
+        if isinstance(step, TcpStep):
+            listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
+                if step.listen else []
+            return self.tcp(index, step.from_, resolve_address(topo, step.to), step.sport,
+                            step.dport, send=step.send.encode(), reply=step.reply.encode(),
+                            close=step.close, listeners=listeners)
+        if isinstance(step, PingStep):
+            return self.ping(index, step.from_, resolve_address(topo, step.to), step.id,
+                             count=step.count, interval=step.interval)
+        if isinstance(step, RawStep):
+            data = raw_packet(topo, step).to_bytes()
+            return self.raw(index, step.from_, data,
+                            None if raw_seen is None else (lambda: raw_seen(data)))
+        if isinstance(step, SleepStep):
+            return self.sleep(index, step.seconds)
+        action = getattr(step, "action", type(step).__name__)
+        now = self._now()
+        return StepResult(index, str(action), now, now, True, "nothing to send")
+
+    @staticmethod
+    def _check(ev: Event, host: str) -> None:
+        if ev["event"] == "error":
+            raise TrafficError(f"[{host}] agent command failed: {ev.get('errno')} "
+                               f"{ev.get('message')}")
+
+    # ---- what the hosts got ------------------------------------------------------------------
+
+    def received(self) -> dict[str, list[Received]]:
+        """Per host, in arrival order: UDP datagrams and TCP data its sockets read, and every
+        ICMP message delivered to it (note = "type T code C")."""
+        from experiments.world import Received  # the model's type; imported late, as it
+                                                # pulls in the whole model
+        out: dict[str, list[Received]] = {name: [] for name in self.hosts}
+        for host, e in self.since(0):
+            kind = e["event"]
+            if kind in ("udp_recv", "tcp_recv"):
+                out[host].append(Received(host, e["time"] - self.t0, kind[:3],
+                                          IPv4Address(e["src"]), IPv4Address(e["dst"]),
+                                          e["sport"], e["dport"], bytes.fromhex(e["payload"])))
+            elif kind == "packet" and _icmp_type(e) is not None:
+                data = bytes.fromhex(e["data"])
+                ihl = (data[0] & 0x0F) * 4
+                out[host].append(Received(host, e["time"] - self.t0, "icmp",
+                                          IPv4Address(data[12:16]), IPv4Address(data[16:20]),
+                                          None, None, data[ihl + 8:],
+                                          f"type {data[ihl]} code {data[ihl + 1]}"))
+        return out
+
+    def delivered(self) -> dict[str, list[Delivered]]:
+        """Per host, every IPv4 TCP/UDP/ICMP packet its IP layer delivered locally."""
+        out: dict[str, list[Delivered]] = {name: [] for name in self.hosts}
+        for host, e in self.since(0):
+            if e["event"] == "packet":
+                out[host].append(Delivered(host, e["time"] - self.t0, bytes.fromhex(e["data"])))
+        return out
+
+
+def _started(host: str) -> Callable[[list[tuple[str, Event]]], bool]:
+    def started(evs: list[tuple[str, Event]]) -> bool:
+        return any(h == host and e["event"] in ("ready", "exit") for h, e in evs)
+    return started
+
+
+def _icmp_type(e: Event) -> int | None:
+    """The ICMP type of a `packet` event, or None for any other event."""
+    if e.get("event") != "packet":
+        return None
+    data = bytes.fromhex(e["data"])
+    if len(data) < 20 or data[9] != 1:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    return data[ihl] if len(data) > ihl else None
+
+
+def _icmp_id(e: Event) -> int | None:
+    data = bytes.fromhex(e["data"])
+    ihl = (data[0] & 0x0F) * 4
+    if len(data) < ihl + 8:
+        return None
+    return int.from_bytes(data[ihl + 4:ihl + 6], "big")
