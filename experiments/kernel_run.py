@@ -1,0 +1,218 @@
+"""One run of a spec on the real kernel: topology up, rules, traffic, captures, snapshots.
+
+The order matters and is the same for every run:
+
+1. the topology comes up (`topologies.mininet_net.running`, run-scoped names);
+2. `host_rules` into the other hosts, then the gateway's ruleset (one backend per run), then
+   the spec's sysctls in the gateway (after the rules: `net.netfilter.*` only exists once a
+   rule made the namespace use conntrack), and the record of all `net.netfilter.*` values;
+3. the capture (tcpdump in the gateway) and the conntrack event log start, then the agents;
+   only when all report ready does the clock start: `t0`;
+4. the steps run in order; a checkpoint reads the gateway's table (`conntrack -L`);
+5. the final table is read, everything is stopped, and the result is returned as a frozen
+   `Observation` whose times are all seconds since `t0` (the model's time base).
+
+Everything started is registered for teardown before it is started (an ExitStack), so an
+error or Ctrl-C at any point leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from experiments.capture import Capture, CapturedPacket
+from experiments.gateway import (
+    Backend,
+    LoadedRuleset,
+    load_rules,
+    record_sysctls,
+    set_sysctls,
+)
+from experiments.observe import ConntrackEvent, EventLog, snapshot
+from experiments.traffic import Delivered, StepResult, Traffic
+from experiments.versions import Versions, collect_versions
+from experiments.wire import WirePacket
+from nat.entry import Entry
+from topologies.hostexec import HostHandle
+
+if TYPE_CHECKING:
+    from experiments.spec import Spec
+    from experiments.world import Received
+
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The gateway's table at one moment: `time`..`time_end` bracket the `conntrack -L` call
+    (seconds since t0); the kernel's timeouts were read in between."""
+
+    name: str
+    time: float
+    time_end: float
+    lines: tuple[str, ...]
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the kernel did in one run, with all times in seconds since `t0`."""
+
+    spec_name: str
+    run_id: str
+    backend: Backend
+    t0: float                                      # wall-clock start (seconds since epoch)
+    checkpoints: tuple[Snapshot, ...]
+    final: Snapshot
+    events: tuple[ConntrackEvent, ...]
+    packets: tuple[CapturedPacket, ...]            # in and out of the gateway, in order
+    received: dict[str, tuple[Received, ...]]      # per host, what its sockets/stack got
+    delivered: dict[str, tuple[Delivered, ...]]    # per host, every packet delivered to it
+    steps: tuple[StepResult, ...]
+    ruleset: LoadedRuleset
+    host_rulesets: dict[str, LoadedRuleset]
+    sysctls: dict[str, str]                        # the gateway's, after the spec's were set
+    versions: Versions
+    ifnames: dict[int, str]                        # the gateway's interfaces
+    pcap: Path                                     # the whole capture (LINUX_SLL2)
+    pcaps: dict[str, Path]                         # one LINKTYPE_RAW pcap per interface
+    event_log: Path                                # conntrack -E output as printed
+    capture_dropped: int | None                    # tcpdump's "dropped by kernel"
+    timing: dict[str, float] = field(default_factory=dict)   # setup / traffic / teardown
+
+    @property
+    def final_conntrack_lines(self) -> list[str]:
+        return list(self.final.lines)
+
+    @property
+    def final_entries(self) -> list[Entry]:
+        return list(self.final.entries)
+
+    def snapshot(self, name: str) -> Snapshot:
+        if name == FINAL:
+            return self.final
+        for s in self.checkpoints:
+            if s.name == name:
+                return s
+        raise KeyError(f"no checkpoint named {name!r}")
+
+    def wire_packets(self) -> list[WirePacket]:
+        """The capture in the replay's form (times are already relative to t0)."""
+        return [p.to_wire(0.0) for p in self.packets]
+
+
+def _snapshot(gateway: HostHandle, name: str, t0: float) -> Snapshot:
+    start = time.time() - t0
+    lines, entries = snapshot(gateway)
+    return Snapshot(name, start, time.time() - t0, tuple(lines), tuple(entries))
+
+
+def _same_packet(sent: bytes) -> Callable[[list[CapturedPacket]], bool]:
+    """A predicate over a capture: did `sent` enter the gateway? (Addresses, protocol and the
+    L4 bytes; the kernel may fill in the IP id, length and checksum of a crafted packet.)"""
+    ihl = (sent[0] & 0x0F) * 4
+    key = (sent[9], sent[12:20], sent[ihl:])
+
+    def seen(packets: list[CapturedPacket]) -> bool:
+        for p in packets:
+            d = p.data
+            if p.direction == "in" and len(d) >= 20:
+                h = (d[0] & 0x0F) * 4
+                if (d[9], d[12:20], d[h:]) == key:
+                    return True
+        return False
+
+    return seen
+
+
+def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Observation:
+    """Run `spec` on the real kernel (root). Files (captures, event log) go to `workdir`."""
+    from experiments.spec import CheckpointStep
+    from topologies.mininet_net import running
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    versions = collect_versions()
+    timing: dict[str, float] = {}
+    began = time.monotonic()
+    topo = spec.topology
+    backend: Backend = spec.backend
+    with ExitStack() as stack:
+        net = stack.enter_context(running(topo, run_id))
+        gw = net.host(topo.gateway)
+
+        host_rulesets = {name: load_rules(net.host(name), backend, text, None)
+                         for name, text in spec.host_rules.items()}
+        ruleset = load_rules(gw, backend, spec.rules, spec.nft)
+        set_sysctls(gw, spec.sysctls)
+        sysctls = record_sysctls(gw, spec.sysctls.keys())
+
+        capture = Capture(gw, workdir / "gateway.pcap")
+        stack.callback(capture.stop)
+        capture.start()
+        events = EventLog(gw, workdir / "conntrack-events.txt")
+        stack.callback(events.stop)
+        events.start()
+        traffic = stack.enter_context(Traffic(net.hosts, topo))
+        t0 = traffic.t0 = time.time()
+        timing["setup"] = time.monotonic() - began
+
+        def raw_seen(data: bytes) -> bool:
+            pred = _same_packet(data)
+            return capture.wait_for(pred, traffic.step_deadline)
+
+        checkpoints: list[Snapshot] = []
+        results: list[StepResult] = []
+        traffic_began = time.monotonic()
+        for index, step in enumerate(spec.steps):
+            if isinstance(step, CheckpointStep):
+                snap = _snapshot(gw, step.name, t0)
+                checkpoints.append(snap)
+                results.append(StepResult(index, "checkpoint", snap.time, snap.time_end, True,
+                                          f"{len(snap.lines)} entries"))
+            else:
+                results.append(traffic.run_step(index, step, raw_seen))
+        final = _snapshot(gw, FINAL, t0)
+        timing["traffic"] = time.monotonic() - traffic_began
+
+        stopping = time.monotonic()
+        traffic.stop()
+        events.stop()
+        capture.stop()
+        received = {h: tuple(r) for h, r in traffic.received().items()}
+        delivered = {h: tuple(d) for h, d in traffic.delivered().items()}
+        packets = tuple(replace(p, time=p.time - t0) for p in capture.packets())
+        event_list = tuple(replace(e, time=e.time - t0) for e in events.events())
+        pcaps = capture.write_per_interface(workdir)
+        ifnames = capture.ifnames
+        dropped = capture.dropped
+        timing["stop"] = time.monotonic() - stopping
+    timing["total"] = time.monotonic() - began
+
+    return Observation(
+        spec_name=spec.name,
+        run_id=net.run_id,
+        backend=backend,
+        t0=t0,
+        checkpoints=tuple(checkpoints),
+        final=final,
+        events=event_list,
+        packets=packets,
+        received=received,
+        delivered=delivered,
+        steps=tuple(results),
+        ruleset=ruleset,
+        host_rulesets=host_rulesets,
+        sysctls=sysctls,
+        versions=versions,
+        ifnames=ifnames,
+        pcap=capture.path,
+        pcaps=pcaps,
+        event_log=events.path,
+        capture_dropped=dropped,
+        timing=timing,
+    )
