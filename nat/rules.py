@@ -161,9 +161,9 @@ CTSTATES: frozenset[str] = frozenset({"NEW", "ESTABLISHED", "RELATED", "INVALID"
 
 def iface_matches(pattern: str, name: str | None) -> bool:
     """iptables interface names: a trailing `+` matches any name with that prefix (nft's `*`
-    is normalised to `+` by the nft parser). No interface (None) matches nothing."""
-    if name is None:
-        return False
+    is normalised to `+` by the nft parser). No device (None) compares as the empty name, as
+    in the kernel (ip_packet_match(); nft_meta_store_ifname()), so only `+` matches it."""
+    name = name or ""
     if pattern.endswith("+"):
         return name.startswith(pattern[:-1])
     return name == pattern
@@ -429,17 +429,20 @@ class Ruleset:
         return tuple(r for c in self.chains for r in c.rules)
 
 
-def jump_closure(chains: tuple[Chain, ...] | list[Chain]) -> dict[str, frozenset[Hook]]:
-    """For the chains of ONE table: which hooks reach each chain (through jump/goto).
+def reaching_base_chains(chains: tuple[Chain, ...] | list[Chain]) -> dict[str, tuple[Chain, ...]]:
+    """For the chains of ONE table: the base chains from which each chain is reached
+    (itself included for a base chain), following jump/goto.
 
-    The kernel refuses a table in which a chain reachable from a base chain jumps back into
-    its own call path (ELOOP: mark_source_chains() in ip_tables.c, nf_tables_check_loops() in
-    nf_tables_api.c); that is a RuleSyntaxError naming the rule that closes the loop. Loops
-    among chains no base chain reaches are allowed, as in the kernel. Jumps to unknown chains
-    must have been refused by the parser already.
+    The kernel validates every rule against the base chains that reach it (the hook masks of
+    targets; nft's chain-type dependency of NAT statements), and refuses a table in which a
+    chain reachable from a base chain jumps back into its own call path (ELOOP:
+    mark_source_chains() in ip_tables.c; nf_tables_check_loops() in nf_tables_api.c): that is
+    a RuleSyntaxError naming the rule that closes the loop. Loops among chains no base chain
+    reaches are allowed, as in the kernel. Jumps to unknown chains are skipped here (the
+    parsers refuse them first).
     """
     by_name = {c.name: c for c in chains}
-    reach: dict[str, set[Hook]] = {c.name: set() for c in chains}
+    reach: dict[str, list[Chain]] = {c.name: [] for c in chains}
     done: set[str] = set()
 
     def visit(chain: Chain, path: tuple[str, ...]) -> None:
@@ -450,7 +453,7 @@ def jump_closure(chains: tuple[Chain, ...] | list[Chain]) -> dict[str, frozenset
             name = rule.target.chain
             if name in path or name == chain.name:
                 raise RuleSyntaxError(rule.lineno, f"jump loop through chain {name!r} "
-                                      "(the kernel says: Too many links)", rule.source)
+                                      "(the kernel refuses it: ELOOP)", rule.source)
             if name not in done:
                 visit(by_name[name], path + (chain.name,))
         done.add(chain.name)
@@ -462,9 +465,9 @@ def jump_closure(chains: tuple[Chain, ...] | list[Chain]) -> dict[str, frozenset
         todo = [base.name]
         while todo:
             name = todo.pop()
-            if base.hook in reach[name]:
+            if any(b is base for b in reach[name]):
                 continue
-            reach[name].add(base.hook)
+            reach[name].append(base)
             todo += [r.target.chain for r in by_name[name].rules
                      if isinstance(r.target, Jump | Goto) and r.target.chain in by_name]
-    return {name: frozenset(hooks) for name, hooks in reach.items()}
+    return {name: tuple(bases) for name, bases in reach.items()}
