@@ -152,3 +152,22 @@ def test_pick_ip_persistent_ignores_destination_and_zone() -> None:
     assert len(varied) > 1
     assert pick_ip(src, IPv4Address("198.51.100.2"), lo, hi, 5, False) == _predict(
         "192.0.2.10", "198.51.100.2", str(lo), str(hi), 5, False)
+
+
+# Observed on Linux 6.18.44 (netns, iptables-nft): one UDP datagram from each client to
+# 198.51.100.2, through `SNAT --to-source 203.0.113.10-203.0.113.20` (and with --persistent).
+LIVE_PICKS = [
+    ("192.0.2.2", False, "203.0.113.15"), ("192.0.2.4", False, "203.0.113.13"),
+    ("192.0.2.8", False, "203.0.113.11"), ("192.0.2.12", False, "203.0.113.10"),
+    ("192.0.2.16", False, "203.0.113.19"), ("192.0.2.32", False, "203.0.113.17"),
+    ("192.0.2.2", True, "203.0.113.10"), ("192.0.2.3", True, "203.0.113.17"),
+    ("192.0.2.6", True, "203.0.113.12"), ("192.0.2.9", True, "203.0.113.18"),
+    ("192.0.2.10", True, "203.0.113.19"),
+]
+
+
+def test_pick_ip_matches_the_live_kernel() -> None:
+    lo, hi = IPv4Address("203.0.113.10"), IPv4Address("203.0.113.20")
+    for src, persistent, seen in LIVE_PICKS:
+        got = pick_ip(IPv4Address(src), IPv4Address("198.51.100.2"), lo, hi, 0, persistent)
+        assert got == IPv4Address(seen), (src, persistent)

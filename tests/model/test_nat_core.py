@@ -451,20 +451,30 @@ class FakeTcp:
 
 
 def test_time_wait_entry_may_be_evicted_on_6_12_only(table: Space) -> None:
+    """Live (6.18.44): MASQUERADE --to-ports 1000-1001; 192.0.2.2:40000 and 192.0.2.3:40000
+    connect to 198.51.100.2:443 and close (TIME_WAIT, ports 1000 and 1001); a SYN from
+    192.0.2.4:40000 connected, on port 1001, and the .3 entry was gone."""
     rng = masq(1000, 1001)
-    for port, client in ((1000, "192.168.1.8"), (1001, "192.168.1.9")):
-        c = new_conn(client, port, str(SERVER), 443, proto=Proto.TCP,
+    server = A("198.51.100.2")
+    for port, client in ((1000, "192.0.2.2"), (1001, "192.0.2.3")):
+        c = new_conn(client, 40000, str(server), 443, proto=Proto.TCP,
                      proto_state=FakeTcp(TcpState.TIME_WAIT))
-        res = nf_nat_setup_info(c, rng, ManipType.SRC, table, NOW, LINUX_LATEST)
-        confirm(table, res.conn)
-    syn = new_conn("192.168.1.10", 1000, str(SERVER), 443, proto=Proto.TCP,
+        want = Tuple(Proto.TCP, WAN, server, port, 443)
+        res = nf_nat_setup_info(c, rng, ManipType.SRC, table, NOW, LINUX_LATEST,
+                                choose=lambda ch, w=want: ch.adopt(w))  # type: ignore[misc]
+        confirm(table, res.conn, life=120)
+    syn = new_conn("192.0.2.4", 40000, str(server), 443, proto=Proto.TCP,
                    proto_state=FakeTcp(TcpState.SYN_SENT))
-    want = Tuple(Proto.TCP, WAN, SERVER, 1000, 443)
+    choice = get_unique_tuple(invert(syn.reply), rng, syn, ManipType.SRC, table, NOW,
+                              LINUX_LATEST)
+    both = [Tuple(Proto.TCP, WAN, server, p, 443) for p in (1000, 1001)]
+    assert all(choice.contains(t) for t in both)
+    live = both[1]
     res = nf_nat_setup_info(syn, rng, ManipType.SRC, table, NOW, LINUX_LATEST,
-                            choose=lambda ch: ch.adopt(want))
+                            choose=lambda ch: ch.adopt(live))
     assert len(res.evicted) == 1 and not res.tuple_in_use
     evicted = table.get(res.evicted[0]) if isinstance(table, Table) else table.conns[res.evicted[0]]
-    assert evicted is not None and evicted.orig.src == A("192.168.1.8")
+    assert evicted is not None and evicted.orig.src == A("192.0.2.3")
     old = nf_nat_setup_info(syn, rng, ManipType.SRC, table, NOW, LINUX_6_1)
     assert old.tuple_in_use and not old.evicted  # 6.1: gives up, clash at confirm
     assert old.choice is not None and old.choice.may_drop()
