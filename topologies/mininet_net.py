@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -54,7 +53,13 @@ from topologies.names import (
     remove_state,
     write_state,
 )
-from topologies.sweep import find_leftovers, kill_processes, processes_of, scan_processes
+from topologies.sweep import (
+    delete_links,
+    find_leftovers,
+    kill_processes,
+    processes_of,
+    scan_processes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -469,12 +474,8 @@ class _Builder:
         left = find_leftovers(self.run_id, self.state_dir)
         if left.processes:
             kill_processes(left.processes)
-        for name in left.links:
-            proc = subprocess.run(
-                ["ip", "link", "del", "dev", name], capture_output=True, timeout=10, check=False
-            )
-            if proc.returncode != 0:
-                problems.append(f"`ip link del dev {name}`: {proc.stderr.decode().strip()}")
+        if left.links:
+            problems += delete_links(self.run_id)[1]
         left = find_leftovers(self.run_id, self.state_dir)
         self.network.stop_seconds = time.monotonic() - started
         if left.processes or left.links or problems:

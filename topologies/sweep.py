@@ -127,6 +127,27 @@ def links_of(run_id: str, links: Iterable[str]) -> list[str]:
     return [name for name in links if name.startswith(run_id)]
 
 
+def delete_links(run_id: str) -> tuple[list[str], list[str]]:
+    """Delete the links in our namespace named with `run_id`. Deleting one end of a veth
+    deletes its peer too, so the list is read again after each deletion.
+    Returns (names deleted, error messages)."""
+    removed: list[str] = []
+    errors: list[str] = []
+    failed: set[str] = set()
+    while True:
+        names = [n for n in links_of(run_id, root_links()) if n not in failed]
+        if not names:
+            return removed, errors
+        proc = subprocess.run(
+            ["ip", "link", "del", "dev", names[0]], capture_output=True, timeout=10, check=False
+        )
+        if proc.returncode == 0:
+            removed.append(names[0])
+        else:
+            failed.add(names[0])
+            errors.append(f"`ip link del dev {names[0]}`: {proc.stderr.decode().strip()}")
+
+
 @dataclass(frozen=True)
 class Leftovers:
     """What of a run still exists."""
@@ -229,17 +250,11 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
     killed: list[int] = []
     links_removed: list[str] = []
     states_removed: list[str] = []
-    links = root_links() if targets else []
     for rid in targets:
         killed += kill_processes(processes_of(rid, procs))
-        for name in links_of(rid, links):
-            proc = subprocess.run(
-                ["ip", "link", "del", "dev", name], capture_output=True, timeout=10, check=False
-            )
-            if proc.returncode == 0:
-                links_removed.append(name)
-            else:
-                errors.append(f"`ip link del dev {name}`: {proc.stderr.decode().strip()}")
+        removed, failed = delete_links(rid)
+        links_removed += removed
+        errors += failed
         left = find_leftovers(rid, state_dir)
         if left.processes or left.links:
             errors.append("still there after sweeping " + left.describe())
