@@ -347,8 +347,8 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
     first_len = min(keys.size, MAX_ATTEMPTS)
     random_len = first_len       # attempts of the first random round
     if first_off is not None:
-        zero: Rand = lambda: 0  # noqa: E731 - only reached when rounds=None
-        results = [_run_search(p, keys, first_off, zero, evict=e, rounds=1)
+        # One round only: the restart draw is never made, so any source of numbers will do.
+        results = [_run_search(p, keys, first_off, lambda: 0, evict=e, rounds=1)
                    for e in ((False, True) if p.harder else (False,))]
         for r in results:
             if r is not None:
@@ -428,8 +428,8 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
     )
 
 
-def _start_offset(t: Tuple, rng: NatRangeLike, manip: ManipType, profile: KernelProfile,
-                  keys: KeyRange) -> int | None:
+def _start_offset(t: Tuple, rng: NatRangeLike, manip: ManipType,
+                  profile: KernelProfile) -> int | None:
     """The first offset, or None when the kernel draws it at random."""
     if rng.flags & PROTO_OFFSET:
         key = manip_key(t, manip)
@@ -450,7 +450,7 @@ def l4proto_unique_tuple(t: Tuple, rng: NatRangeLike, manip: ManipType, conn: Co
         taken = nf_nat_used_tuple(t, conn, table, now)
         return _only(t, reason + ("; in use: dropped at confirm" if taken else ""), taken)
     p = _Prober(t, manip, conn, table, now, profile)
-    first_off = _start_offset(t, rng, manip, profile, keys)
+    first_off = _start_offset(t, rng, manip, profile)
     if rand is not None:
         start = first_off if first_off is not None else rand()
         out = _run_search(p, keys, start, rand, evict=p.harder)
