@@ -1,0 +1,688 @@
+"""Experiment specs: a TOML file becomes a validated, frozen `Spec` (or one clear error).
+
+A spec says which topology to build, which rules the gateway gets, which sysctls to set, and
+which traffic the hosts send, step by step. The contract with the kernel run and the model is
+in docs/spec-format.md; this module is its only reader.
+
+Validation happens in three layers, and each error names exactly one field:
+1. TOML syntax (tomllib), reported with line and column;
+2. shape and types (pydantic 2 models, extra keys forbidden, no silent coercion: "80" is not
+   a port and 1 is not `true`);
+3. meaning: every host a step names exists in the topology, `to` is an IPv4 address or a
+   host name, checkpoint names are unique, sysctl names look like `net.…`, and so on.
+
+Every failure is a `SpecError` whose str() is one line, `FILE: FIELD: message`, where FIELD is
+the dotted path of the offending key (`steps.2.sport`, counting steps from 0). The gateway
+rules are not parsed here: the kernel is the judge of those. `check_rules` parses them with
+the model's parser, for `natlab model`, where a construct the model does not support is an
+error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from experiments.errors import UserError
+from topologies.description import Topology
+from topologies.inline import TopologyError, topology_from_mapping
+from topologies.presets import PRESETS, preset
+
+Backend = Literal["iptables", "iptables-legacy", "nft"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CHECKPOINT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SYSCTL_NAME_RE = re.compile(r"net(\.[A-Za-z0-9_+-]+)+")
+TCP_FLAG_LETTERS = "FSRPAUEC"
+# Not writable inside a network namespace (machine notes): the run would fail half-way.
+READ_ONLY_SYSCTLS = frozenset({"net.netfilter.nf_conntrack_max", "net.nf_conntrack_max"})
+MAX_SLEEP = 3600.0
+
+
+class SpecError(UserError):
+    """A spec that cannot be used. str() is one line: `FILE: FIELD: message`."""
+
+    def __init__(self, path: Path | str, field_path: str, message: str) -> None:
+        self.path = Path(path)
+        self.field_path = field_path
+        self.message = " ".join(message.split())
+        where = f"{self.path}: {field_path}" if field_path else str(self.path)
+        super().__init__(f"{where}: {self.message}")
+
+
+# --- the models (shape and types) -------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    """Frozen, no unknown keys, no type coercion."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, validate_by_name=True, validate_by_alias=True
+    )
+
+
+Port = typing.Annotated[int, Field(ge=1, le=65535)]
+AnyPort = typing.Annotated[int, Field(ge=0, le=65535)]
+U8 = typing.Annotated[int, Field(ge=0, le=255)]
+U16 = typing.Annotated[int, Field(ge=0, le=65535)]
+U32 = typing.Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class UdpStep(_Model):
+    """Send UDP datagrams from `from_` (TOML `from`) to `to`; `reply` makes the receiver
+    answer each one, to the source address and port it saw."""
+
+    action: Literal["udp"]
+    from_: str = Field(alias="from")
+    to: str
+    sport: Port
+    dport: Port
+    payload: str = ""
+    count: int = Field(1, ge=1, le=100_000)
+    interval: float = Field(0.0, ge=0, le=60)
+    reply: str | None = None
+    listen: bool = True
+    server: str | None = None
+
+
+class TcpStep(_Model):
+    """One TCP connection from `from_`:`sport` to `to`:`dport`: connect, send, read the
+    reply, close (the client closes, with FIN or RST, or leaves it open)."""
+
+    action: Literal["tcp"]
+    from_: str = Field(alias="from")
+    to: str
+    sport: Port
+    dport: Port
+    send: str = ""
+    reply: str = ""
+    close: Literal["fin", "rst", "none"] = "fin"
+    listen: bool = True
+    server: str | None = None
+
+
+class PingStep(_Model):
+    """ICMP echo requests with identifier `id`, sequence numbers 1..count."""
+
+    action: Literal["ping"]
+    from_: str = Field(alias="from")
+    to: str
+    id: U16
+    count: int = Field(1, ge=1, le=10_000)
+    interval: float = Field(0.2, ge=0, le=60)
+
+
+class RawStep(_Model):
+    """One crafted IPv4 packet: the whole packet in `hex`, or built from the other fields."""
+
+    action: Literal["raw"]
+    from_: str = Field(alias="from")
+    hex: str | None = None
+    proto: str | int | None = None
+    src: str | None = None
+    dst: str | None = None
+    sport: AnyPort | None = None
+    dport: AnyPort | None = None
+    flags: str | None = None
+    seq: U32 | None = None
+    ack: U32 | None = None
+    window: U16 | None = None
+    icmp_type: U8 | None = None
+    icmp_code: U8 | None = None
+    id: U16 | None = None
+    ttl: U8 | None = None
+    payload: str | None = None
+
+
+class SleepStep(_Model):
+    """Let time pass (timeouts, UDP becoming a stream)."""
+
+    action: Literal["sleep"]
+    seconds: float = Field(gt=0, le=MAX_SLEEP)
+
+
+class CheckpointStep(_Model):
+    """Snapshot the gateway's conntrack table here, under `name`."""
+
+    action: Literal["checkpoint"]
+    name: str
+
+
+Step = UdpStep | TcpStep | PingStep | RawStep | SleepStep | CheckpointStep
+STEP_KINDS: dict[str, type[_Model]] = {
+    "udp": UdpStep,
+    "tcp": TcpStep,
+    "ping": PingStep,
+    "raw": RawStep,
+    "sleep": SleepStep,
+    "checkpoint": CheckpointStep,
+}
+
+
+class Received(_Model):
+    """Something a host is expected to have received (None = any value)."""
+
+    host: str
+    proto: Literal["udp", "tcp", "icmp"]
+    src: str | None = None
+    dst: str | None = None
+    sport: Port | None = None
+    dport: Port | None = None
+    payload: str | None = None
+
+
+class Expect(_Model):
+    """What should be seen at the end: conntrack lines (in `conntrack -L` syntax; timeout,
+    mark and use may be left out) and what the hosts received."""
+
+    conntrack: tuple[str, ...] = Field((), strict=False)
+    received: tuple[Received, ...] = Field((), strict=False)
+
+
+class _SpecFile(_Model):
+    """The top level of a spec file, before the topology and the steps are resolved."""
+
+    name: str | None = None
+    description: str = ""
+    topology: Any = None
+    backend: Backend = "iptables"
+    rules: str = ""
+    nft: str | None = None
+    sysctls: dict[str, Any] = Field(default_factory=dict)
+    host_rules: dict[str, str] = Field(default_factory=dict)
+    steps: Any = None
+    expect: Expect | None = None
+    xfail: str | None = None
+
+
+# --- the result --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated experiment. `topology_preset` is the preset's name when the spec named one
+    (None for an inline `[topology]` table)."""
+
+    path: Path
+    name: str
+    description: str
+    topology: Topology
+    backend: Backend
+    rules: str
+    nft: str | None
+    sysctls: dict[str, str]
+    host_rules: dict[str, str]
+    steps: tuple[Step, ...]
+    expect: Expect | None
+    xfail: str | None
+    topology_preset: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """The description's first paragraph as one line (for `natlab list`)."""
+        paragraph = self.description.strip().split("\n\n", 1)[0]
+        return " ".join(paragraph.split())
+
+    def checkpoints(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.steps if isinstance(s, CheckpointStep))
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_spec(path: Path, *, backend: Backend | None = None) -> Spec:
+    """Read, parse and validate the spec at `path`; `backend` overrides the spec's own."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SpecError(path, "", f"cannot read the spec: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(path, "", f"not UTF-8 text (byte {e.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _toml_error(path, e) from None
+    return spec_from_mapping(data, path, backend=backend)
+
+
+def spec_hash(spec_path: Path) -> str:
+    """sha256 of the spec file's bytes (hex): what a result bundle records."""
+    return hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()
+
+
+_TOML_WHERE = re.compile(r"^(.*) \(at (line (\d+), column (\d+)|end of document)\)$", re.S)
+
+
+def _toml_error(path: Path, e: tomllib.TOMLDecodeError) -> SpecError:
+    m = _TOML_WHERE.match(str(e))
+    if m is None:
+        return SpecError(path, "TOML", str(e))
+    return SpecError(path, m.group(2), f"invalid TOML: {m.group(1)}")
+
+
+def spec_from_mapping(
+    data: Mapping[str, Any], path: Path, *, backend: Backend | None = None
+) -> Spec:
+    """Validate a spec already parsed from TOML (or made by `spec_to_mapping`)."""
+    path = Path(path)
+    try:
+        top = _SpecFile.model_validate(dict(data))
+    except ValidationError as e:
+        raise _pydantic_error(path, e, _SpecFile, ()) from None
+    if backend is not None and backend not in BACKENDS:
+        raise SpecError(path, "backend", f"unknown backend {backend!r} (one of {BACKENDS})")
+    name = top.name if top.name is not None else path.stem
+    if not SPEC_NAME_RE.fullmatch(name):
+        field = "name" if top.name is not None else "(file name)"
+        raise SpecError(path, field, f"{name!r} is not a usable name: letters, digits, "
+                        "'_', '.', '-', starting with a letter or digit, at most 64")
+    topology, preset_name = _topology(path, top.topology)
+    steps = _steps(path, top.steps)
+    sysctls = _sysctls(path, top.sysctls)
+    spec = Spec(
+        path=path,
+        name=name,
+        description=top.description,
+        topology=topology,
+        backend=backend or top.backend,
+        rules=top.rules,
+        nft=top.nft,
+        sysctls=sysctls,
+        host_rules=dict(top.host_rules),
+        steps=steps,
+        expect=top.expect,
+        xfail=top.xfail,
+        topology_preset=preset_name,
+    )
+    _check_references(spec)
+    return spec
+
+
+def _topology(path: Path, value: Any) -> tuple[Topology, str | None]:
+    if value is None:
+        raise SpecError(path, "topology", 'missing: a preset name (like "home") or a '
+                        "[topology] table")
+    if isinstance(value, str):
+        if value not in PRESETS:
+            raise SpecError(path, "topology", f"unknown preset {value!r} "
+                            f"(known: {', '.join(sorted(PRESETS))})")
+        return preset(value), value
+    if isinstance(value, Mapping):
+        try:
+            return topology_from_mapping(value, "topology"), None
+        except TopologyError as e:
+            raise SpecError(path, e.where, e.message) from None
+    raise SpecError(path, "topology", "expected a preset name or a [topology] table, got "
+                    f"{_show(value)}")
+
+
+def _steps(path: Path, value: Any) -> tuple[Step, ...]:
+    if value is None:
+        raise SpecError(path, "steps", "missing: add at least one [[steps]] table")
+    if not isinstance(value, list):
+        raise SpecError(path, "steps", f"expected an array of tables ([[steps]]), got "
+                        f"{_show(value)}")
+    if not value:
+        raise SpecError(path, "steps", "empty: add at least one [[steps]] table")
+    kinds = ", ".join(STEP_KINDS)
+    steps: list[Step] = []
+    for i, item in enumerate(value):
+        where = f"steps.{i}"
+        if not isinstance(item, Mapping):
+            raise SpecError(path, where, f"expected a table, got {_show(item)}")
+        if "action" not in item:
+            raise SpecError(path, f"{where}.action", f"missing (one of: {kinds})")
+        action = item["action"]
+        if not isinstance(action, str) or action not in STEP_KINDS:
+            raise SpecError(path, f"{where}.action",
+                            f"unknown step kind {_show(action)} (one of: {kinds})")
+        cls = STEP_KINDS[action]
+        try:
+            step = cls.model_validate(dict(item))
+        except ValidationError as e:
+            raise _pydantic_error(path, e, cls, ("steps", i)) from None
+        steps.append(typing.cast(Step, step))
+    return tuple(steps)
+
+
+def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
+    from nat.sysctl import Sysctls
+
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        where = f"sysctls.{_key(key)}"
+        if not SYSCTL_NAME_RE.fullmatch(key):
+            raise SpecError(path, where, "not a sysctl name: natlab sets only network "
+                            "sysctls, spelled with dots, like net.netfilter.nf_conntrack_tcp_loose")
+        if key in READ_ONLY_SYSCTLS:
+            raise SpecError(path, where, "read-only inside a network namespace")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise SpecError(path, where, f"expected a string or an integer, got {_show(value)}")
+        text = str(value)
+        if not text.strip() or "\n" in text or "=" in text:
+            raise SpecError(path, where, f"{text!r} is not a sysctl value")
+        out[key] = text
+    try:
+        Sysctls.from_mapping(out)
+    except ValueError as e:
+        bad = next((k for k in out if k in str(e)), "")
+        raise SpecError(path, f"sysctls.{_key(bad)}" if bad else "sysctls",
+                        str(e).replace(f"sysctl {bad}: ", "")) from None
+    return out
+
+
+def _key(key: str) -> str:
+    """A TOML key as it would be written in a dotted path (quoted when it holds dots)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+
+
+# --- cross references --------------------------------------------------------------------------
+
+
+def _check_references(spec: Spec) -> None:
+    hosts = {h.name for h in spec.topology.hosts}
+    path = spec.path
+    host_list = ", ".join(h.name for h in spec.topology.hosts)
+
+    def host(name: str, where: str) -> None:
+        if name not in hosts:
+            raise SpecError(path, where, f"unknown host {name!r} (hosts: {host_list})")
+
+    def target(value: str, where: str) -> None:
+        if value in hosts:
+            return
+        try:
+            IPv4Address(value)
+        except ValueError:
+            if re.fullmatch(r"[0-9.]+", value):
+                raise SpecError(path, where, f"{value!r} is not an IPv4 address") from None
+            raise SpecError(path, where, f"{value!r} is neither an IPv4 address nor a host "
+                            f"(hosts: {host_list})") from None
+
+    checkpoints: set[str] = set()
+    for i, step in enumerate(spec.steps):
+        w = f"steps.{i}"
+        if isinstance(step, UdpStep | TcpStep | PingStep | RawStep):
+            host(step.from_, f"{w}.from")
+        if isinstance(step, UdpStep | TcpStep | PingStep):
+            target(step.to, f"{w}.to")
+        if isinstance(step, UdpStep | TcpStep):
+            if step.server is not None:
+                host(step.server, f"{w}.server")
+            if not step.listen and step.reply:
+                raise SpecError(path, f"{w}.reply",
+                                "a reply needs a listener, but listen = false")
+        if isinstance(step, RawStep):
+            _check_raw(path, w, step, target)
+        if isinstance(step, CheckpointStep):
+            if not CHECKPOINT_NAME_RE.fullmatch(step.name):
+                raise SpecError(path, f"{w}.name", f"{step.name!r} is not a usable name: "
+                                "letters, digits, '_', '.', '-', at most 64")
+            if step.name in checkpoints:
+                raise SpecError(path, f"{w}.name", f"duplicate checkpoint {step.name!r}")
+            checkpoints.add(step.name)
+    for name in spec.host_rules:
+        where = f"host_rules.{_key(name)}"
+        host(name, where)
+        if name == spec.topology.gateway:
+            raise SpecError(path, where, "the gateway's rules go in `rules`, not host_rules")
+    if spec.xfail is not None and not spec.xfail.strip():
+        raise SpecError(path, "xfail", "give the reason for the known divergence")
+    if spec.expect is not None:
+        for i, line in enumerate(spec.expect.conntrack):
+            problem = conntrack_line_problem(line)
+            if problem:
+                raise SpecError(path, f"expect.conntrack.{i}", problem)
+        for i, rec in enumerate(spec.expect.received):
+            w = f"expect.received.{i}"
+            host(rec.host, f"{w}.host")
+            for field in ("src", "dst"):
+                value = getattr(rec, field)
+                if value is not None:
+                    target(value, f"{w}.{field}")
+            if rec.proto == "icmp":
+                for field in ("sport", "dport"):
+                    if getattr(rec, field) is not None:
+                        raise SpecError(path, f"{w}.{field}", "ICMP has no ports")
+
+
+def _check_raw(path: Path, w: str, step: RawStep, target: Any) -> None:
+    field_form = [
+        f for f in ("proto", "src", "dst", "sport", "dport", "flags", "seq", "ack", "window",
+                    "icmp_type", "icmp_code", "id", "ttl", "payload")
+        if getattr(step, f) is not None
+    ]
+    if step.hex is not None:
+        if field_form:
+            raise SpecError(path, f"{w}.{field_form[0]}",
+                            "give either `hex` (the whole packet) or fields, not both")
+        text = "".join(step.hex.split())
+        if not re.fullmatch(r"([0-9A-Fa-f]{2})+", text):
+            raise SpecError(path, f"{w}.hex", "not an even number of hexadecimal digits")
+        if len(text) < 40 or text[0] != "4":
+            raise SpecError(path, f"{w}.hex", "not an IPv4 packet (needs at least a 20-byte "
+                            "header starting with version 4)")
+        return
+    if step.proto is None:
+        raise SpecError(path, f"{w}.proto", 'missing ("tcp", "udp", "icmp" or a number), '
+                        "or give the whole packet as `hex`")
+    proto = step.proto
+    if isinstance(proto, bool) or (isinstance(proto, int) and not 0 <= proto <= 255) or (
+            isinstance(proto, str) and proto not in ("tcp", "udp", "icmp")):
+        raise SpecError(path, f"{w}.proto",
+                        f'expected "tcp", "udp", "icmp" or a number 0..255, got {_show(proto)}')
+    name = {6: "tcp", 17: "udp", 1: "icmp"}.get(proto, str(proto)) if isinstance(
+        proto, int) else proto
+    if step.dst is None:
+        raise SpecError(path, f"{w}.dst", "missing (an IPv4 address or a host name)")
+    target(step.dst, f"{w}.dst")
+    if step.src is not None:
+        try:
+            IPv4Address(step.src)
+        except ValueError:
+            raise SpecError(path, f"{w}.src", f"{step.src!r} is not an IPv4 address") from None
+    if name in ("tcp", "udp"):
+        for f in ("sport", "dport"):
+            if getattr(step, f) is None:
+                raise SpecError(path, f"{w}.{f}", f"missing (a {name} packet needs ports)")
+    else:
+        for f in ("sport", "dport"):
+            if getattr(step, f) is not None:
+                raise SpecError(path, f"{w}.{f}", f"a {name} packet has no ports")
+    tcp_only = ("flags", "seq", "ack", "window")
+    icmp_only = ("icmp_type", "icmp_code", "id")
+    for f in tcp_only if name != "tcp" else ():
+        if getattr(step, f) is not None:
+            raise SpecError(path, f"{w}.{f}", f"only for tcp packets, not {name}")
+    for f in icmp_only if name != "icmp" else ():
+        if getattr(step, f) is not None:
+            raise SpecError(path, f"{w}.{f}", f"only for icmp packets, not {name}")
+    if step.flags is not None:
+        bad = [c for c in step.flags.upper() if c not in TCP_FLAG_LETTERS]
+        if bad or not step.flags:
+            raise SpecError(path, f"{w}.flags", f"{step.flags!r}: TCP flags are letters "
+                            f"from {TCP_FLAG_LETTERS} (like \"S\", \"SA\", \"FA\", \"R\")")
+
+
+# `conntrack -L` vocabulary (kernel-semantics.md 7.1) for checking expected lines.
+_L4_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "udplite": 136, "sctp": 132, "dccp": 33,
+               "gre": 47, "unknown": None}
+_FLAGS = {"[UNREPLIED]", "[ASSURED]", "[OFFLOAD]", "[HW_OFFLOAD]"}
+_KEYS = {"src", "dst", "sport", "dport", "type", "code", "id", "mark", "use", "zone",
+         "zone-orig", "zone-reply", "packets", "bytes", "secmark", "helper", "delta-time",
+         "labels", "srckey", "dstkey"}
+_TCP_STATES = {"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
+               "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+
+def conntrack_line_problem(line: str) -> str | None:
+    """Why `line` is not a `conntrack -L` line (None if it is one). Timeout, mark and use may
+    be left out. This checks the vocabulary only; the comparison parses lines properly."""
+    tokens = line.split()
+    if len(tokens) < 2:
+        return f"{line!r} is not a conntrack -L line (like \"udp 17 src=... dst=... ...\")"
+    proto, number, rest = tokens[0], tokens[1], tokens[2:]
+    if proto not in _L4_NUMBERS:
+        return f"unknown protocol {proto!r} (one of: {', '.join(_L4_NUMBERS)})"
+    expected = _L4_NUMBERS[proto]
+    if not number.isdigit() or (expected is not None and int(number) != expected):
+        return f"{proto} should be followed by its number {expected}, not {number!r}"
+    if rest and rest[0].isdigit():
+        rest = rest[1:]
+    if rest and "=" not in rest[0] and not rest[0].startswith("["):
+        if proto != "tcp" or rest[0] not in _TCP_STATES:
+            return f"unexpected {rest[0]!r} (a TCP state belongs only to tcp lines)"
+        rest = rest[1:]
+    srcs = 0
+    for token in rest:
+        if token in _FLAGS:
+            continue
+        key, sep, value = token.partition("=")
+        if not sep or key not in _KEYS:
+            return f"unexpected {token!r}"
+        if key in ("src", "dst"):
+            try:
+                IPv4Address(value)
+            except ValueError:
+                return f"{token!r}: not an IPv4 address"
+            srcs += key == "src"
+        elif key not in ("helper", "labels", "srckey", "dstkey") and not value.isdigit():
+            return f"{token!r}: not a number"
+    if srcs != 2:
+        return "needs both tuples: src=... dst=... (original) then src=... dst=... (reply)"
+    return None
+
+
+# --- pydantic errors as one line ----------------------------------------------------------------
+
+
+def _pydantic_error(
+    path: Path, error: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...]
+) -> SpecError:
+    first = error.errors(include_url=False)[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in (*prefix, *loc))
+    kind = first["type"]
+    if kind == "missing":
+        message = "missing"
+    elif kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        message = "unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
+    else:
+        message = f"{first['msg']}, got {_show(first.get('input'))}"
+    return SpecError(path, where, message)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys allowed at `loc` inside `model`, following fields and array items."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = [a for a in get_args(current) if a is not Ellipsis]
+            current = args[0] if args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items()
+                          if n == part or f.alias == part), None)
+            current = field.annotation if field is not None else None
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it in TOML, short."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = repr(value)
+        return f"string {text if len(text) <= 40 else text[:37] + '...'}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+# --- back to a mapping -------------------------------------------------------------------------
+
+
+def spec_to_mapping(spec: Spec) -> dict[str, Any]:
+    """The spec as TOML-shaped data (keys as a spec file spells them, no None values);
+    `spec_from_mapping` reads it back equal. A preset topology stays a preset name."""
+    from topologies.inline import topology_to_mapping
+
+    out: dict[str, Any] = {"name": spec.name}
+    if spec.description:
+        out["description"] = spec.description
+    if spec.topology_preset is not None and PRESETS.get(spec.topology_preset) == spec.topology:
+        out["topology"] = spec.topology_preset
+    else:
+        out["topology"] = topology_to_mapping(spec.topology)
+    out["backend"] = spec.backend
+    out["rules"] = spec.rules
+    if spec.nft is not None:
+        out["nft"] = spec.nft
+    if spec.sysctls:
+        out["sysctls"] = dict(spec.sysctls)
+    if spec.host_rules:
+        out["host_rules"] = dict(spec.host_rules)
+    out["steps"] = [s.model_dump(by_alias=True, exclude_none=True) for s in spec.steps]
+    if spec.expect is not None:
+        expect = spec.expect.model_dump(exclude_none=True)
+        out["expect"] = {
+            "conntrack": list(expect["conntrack"]),
+            "received": [dict(r) for r in expect["received"]],
+        }
+    if spec.xfail is not None:
+        out["xfail"] = spec.xfail
+    return out
+
+
+def check_rules(spec: Spec) -> None:
+    """Parse the gateway's rules as the model will (nft text for the nft backend when given,
+    else the iptables-restore text); a construct the model does not support, or malformed
+    text, is a SpecError naming the field and the line inside it."""
+    from nat.rules import RuleError
+
+    if spec.backend == "nft" and spec.nft is not None:
+        from nat.nft_syntax import parse_nft
+
+        field, text, parse = "nft", spec.nft, parse_nft
+    else:
+        from nat.iptables_syntax import parse_iptables_restore
+
+        field, text, parse = "rules", spec.rules, parse_iptables_restore
+    try:
+        parse(text)
+    except RuleError as e:
+        raise SpecError(spec.path, field, str(e)) from None
