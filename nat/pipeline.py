@@ -228,10 +228,12 @@ class Gateway:
             if bound is None:
                 return False
             if not bound:
-                before = ct.reply
+                assert w.conn is not None
+                before = w.conn.reply
                 res = null_binding(w.conn, manip, self.table, w.now, self.config.profile,
                                    choose=lambda c: choose(c, manip))
                 w.conn = res.conn
+                self._evict(w, hook, prio, res.evicted)
                 moved = "" if res.conn.reply == before else f"; reply tuple altered: {res.conn.reply}"
                 w.note(hook, prio, "nf_nat_setup_info",
                        f"no rule bound {manip.name}: null binding{moved}")
@@ -278,6 +280,7 @@ class Gateway:
             res = nf_nat_setup_info(w.conn, rng, manip, self.table, w.now, self.config.profile,
                                     choose=lambda c: choose(c, manip))
             w.conn = res.conn
+            self._evict(w, hook, chain.priority, res.evicted)
             altered = ("reply tuple altered: " + str(res.conn.reply)) \
                 if res.conn.reply != before else "tuple unchanged"
             extra = f" (kernel may pick: {res.choice.describe()})" \
@@ -286,6 +289,12 @@ class Gateway:
                    f"{where}: nf_nat_setup_info {manip.name}: {altered}{extra}")
             return True
         return False
+
+    def _evict(self, w: _Walk, hook: Hook, prio: int, evicted: tuple[int, ...]) -> None:
+        """6.12+: the port search killed TIME_WAIT/CLOSE entries to reuse their port."""
+        for conn_id in evicted:
+            self.table.delete(conn_id)
+            w.note(hook, prio, "nf_nat_used_tuple_harder", f"evicted entry #{conn_id}")
 
     def _nf_nat_packet(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> bool:
         """nf_nat_packet(): rewrite if this direction's binding changes anything here."""
