@@ -99,18 +99,14 @@ def _protected_namespaces() -> set[str]:
 
 def processes_of(run_id: str, procs: Iterable[ProcInfo]) -> list[ProcInfo]:
     """The processes belonging to `run_id`: marked ones, and all that share a network
-    namespace with a marked one (a namespace holding a live marked process is certainly ours;
-    our own and init's namespaces are never swept wholesale)."""
-    procs = list(procs)
+    namespace with a marked one (a namespace holding a live marked process is certainly ours).
+
+    natlab runs nothing in our own or init's namespace, so no process there is ever counted,
+    even one that inherited NATLAB_RUN by accident."""
     protected = _protected_namespaces()
-    namespaces = {
-        p.netns
-        for p in procs
-        if run_id in (p.marker_run, p.env_run) and p.netns and p.netns not in protected
-    }
-    return [
-        p for p in procs if p.marker_run == run_id or p.env_run == run_id or p.netns in namespaces
-    ]
+    procs = [p for p in procs if p.netns is not None and p.netns not in protected]
+    namespaces = {p.netns for p in procs if run_id in (p.marker_run, p.env_run)}
+    return [p for p in procs if p.netns in namespaces]
 
 
 def root_links() -> list[str]:
@@ -234,8 +230,10 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
         skipped: list[str] = []
     else:
         candidates = set(state_run_ids(state_dir))
-        candidates |= {p.marker_run for p in procs if p.marker_run}
-        candidates |= {p.env_run for p in procs if p.env_run}
+        protected = _protected_namespaces()
+        for p in procs:
+            if p.netns not in protected:
+                candidates |= {r for r in (p.marker_run, p.env_run) if r}
         targets, skipped = [], []
         for rid in sorted(candidates):
             try:

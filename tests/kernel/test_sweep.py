@@ -66,8 +66,11 @@ def decoys() -> Iterator[dict[str, object]]:
     subprocess.run(
         ["ip", "link", "add", veth, "type", "veth", "peer", "name", f"{other}y"], check=True
     )
-    # a plain process whose command line mentions a run id
-    plain = subprocess.Popen(["bash", "-c", "sleep 60", f"{other}h0"])
+    # a plain process in our namespace whose command line mentions a run id and whose
+    # environment even carries the run marker (natlab never runs anything in this namespace)
+    plain = subprocess.Popen(
+        ["bash", "-c", "sleep 60", f"mininet:{other}h0"], env={**os.environ, "NATLAB_RUN": other}
+    )
     try:
         yield {"ns_proc": ns_proc, "veth": veth, "plain": plain}
     finally:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,21 @@ from topologies.inline import (
     check_topology,
     topology_from_mapping,
     topology_to_mapping,
+)
+from topologies.names import (
+    NodeRecord,
+    bridge_node_name,
+    host_node_name,
+    is_run_id,
+    new_run_id,
+    new_state,
+    read_state,
+    remove_state,
+    run_id_of_marker,
+    shell_marker,
+    state_path,
+    state_run_ids,
+    write_state,
 )
 from topologies.presets import PRESETS, preset
 
@@ -293,3 +310,65 @@ def test_round_trip_property(t: Topology) -> None:
     mapping = topology_to_mapping(t)
     assert topology_from_mapping(mapping) == t
     assert topology_to_mapping(topology_from_mapping(mapping)) == mapping
+
+
+# --- run-scoped names, state files, planned interface indexes --------------------------------
+
+
+def test_run_ids_and_node_names_fit_linux_limits() -> None:
+    ids = {new_run_id() for _ in range(200)}
+    assert len(ids) > 190
+    for run_id in ids:
+        assert is_run_id(run_id)
+        for node in (host_node_name(run_id, 9), bridge_node_name(run_id, 9)):
+            assert len(f"{node}-eth9") <= 15
+            assert run_id_of_marker(shell_marker(node)) == run_id
+    assert run_id_of_marker("mininet:h1") is None
+    assert run_id_of_marker("nlab12h0") is None
+    assert run_id_of_marker("mininet:nlab12") is None
+
+
+def test_state_file_round_trip(tmp_path: Path) -> None:
+    state = new_state("nlab12", "home").with_node(NodeRecord("nlab12h0", "laptop", 42, "net:[1]"))
+    state = state.with_node(NodeRecord("nlab12h0", "laptop", 43, "net:[2]"))
+    assert len(state.nodes) == 1 and state.nodes[0].pid == 43
+    assert state.owner_alive()
+    write_state(state, tmp_path)
+    assert read_state("nlab12", tmp_path) == state
+    assert state_run_ids(tmp_path) == ["nlab12"]
+    assert remove_state("nlab12", tmp_path) and not remove_state("nlab12", tmp_path)
+    assert read_state("nlab12", tmp_path) is None
+    with pytest.raises(ValueError, match="not a natlab run id"):
+        state_path("../etc/x", tmp_path)
+
+
+def test_dead_owner_is_not_alive() -> None:
+    state = new_state("nlab12", "home")
+    assert not replace(state, owner_start=state.owner_start + 1).owner_alive()
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_planned_ifindexes_differ_across_each_link(name: str) -> None:
+    from topologies.mininet_net import plan_ifindexes
+
+    t = preset(name)
+    plan = plan_ifindexes(t, "nlab12")
+    assert len(set(plan.values())) == len(plan)
+    assert min(plan.values()) == 2
+    nodes = {h.name: host_node_name("nlab12", i) for i, h in enumerate(t.hosts)}
+    for h in t.hosts:
+        for intf in h.interfaces:
+            assert (nodes[h.name], intf.name) in plan
+
+
+def test_interface_macs_are_unicast_and_local() -> None:
+    from topologies.mininet_net import interface_mac
+
+    assert interface_mac(IPv4Address("192.168.1.8")) == "02:00:c0:a8:01:08"
+    assert interface_mac(IPv4Address("192.168.1.8"), bridge_port=True) == "06:00:c0:a8:01:08"
+    for mac in (
+        interface_mac(IPv4Address("10.0.0.1")),
+        interface_mac(IPv4Address("10.0.0.1"), True),
+    ):
+        first = int(mac.split(":")[0], 16)
+        assert first & 0x02 and not first & 0x01
