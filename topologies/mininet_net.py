@@ -42,11 +42,14 @@ from topologies.description import Segment, Topology
 from topologies.hostexec import HostHandle
 from topologies.inline import check_topology
 from topologies.names import (
+    BRIDGE,
     STATE_DIR,
     NodeRecord,
     RunState,
+    bridge_label,
     bridge_node_name,
     host_node_name,
+    interface_indexes,
     new_run_id,
     new_state,
     read_state,
@@ -76,8 +79,6 @@ HOST_SYSCTLS: Mapping[str, str] = {
     "net.ipv4.conf.default.rp_filter": "0",
 }
 OFFLOADS_OFF = ("tx", "off", "rx", "off", "gso", "off", "tso", "off", "gro", "off")
-BRIDGE = "br0"
-FIRST_IFINDEX = 2  # 1 is lo in every namespace
 UP_TIMEOUT = 5.0
 
 
@@ -186,26 +187,13 @@ class Network:
 
 
 def plan_ifindexes(topology: Topology, run_id: str) -> dict[tuple[str, str], int]:
-    """Interface indexes fixed by the description, keyed by (node name, interface name).
-
-    Every host interface, in description order, then each bridge and its ports, gets the next
-    number from FIRST_IFINDEX. Besides making captures' interface indexes the same on every
-    run, this keeps the two ends of a veth on different indexes: when they are equal the
-    kernel's linkwatch treats the carrier change as not urgent and delays it up to a second,
-    and until then the interface drops what it is given.
-    """
-    out: dict[tuple[str, str], int] = {}
-    index = FIRST_IFINDEX
-    for i, host in enumerate(topology.hosts):
-        for intf in host.interfaces:
-            out[(host_node_name(run_id, i), intf.name)] = index
-            index += 1
-    for j, seg in enumerate(s for s in topology.segments if s.bridged):
-        node = bridge_node_name(run_id, j)
-        for name in (BRIDGE, *(end.host for end in seg.endpoints)):
-            out[(node, name)] = index
-            index += 1
-    return out
+    """`interface_indexes(topology)` keyed by (Mininet node name, interface name)."""
+    nodes = {h.name: host_node_name(run_id, i) for i, h in enumerate(topology.hosts)}
+    bridged = [s for s in topology.segments if s.bridged]
+    nodes |= {bridge_label(s.name): bridge_node_name(run_id, j) for j, s in enumerate(bridged)}
+    return {
+        (nodes[owner], name): index for (owner, name), index in interface_indexes(topology).items()
+    }
 
 
 @contextmanager
@@ -254,7 +242,7 @@ class _Builder:
             self.network.node_names[host.name] = node_name
         bridged = [s for s in self.topology.segments if s.bridged]
         for j, seg in enumerate(bridged):
-            handle = self._add_node(bridge_node_name(self.run_id, j), f"bridge:{seg.name}")
+            handle = self._add_node(bridge_node_name(self.run_id, j), bridge_label(seg.name))
             self.network._bridges[seg.name] = handle
         for host in self.topology.hosts:
             self._sysctls(self.network._hosts[host.name], forwarding=host.forwarding)

@@ -24,6 +24,7 @@ from topologies.mininet_net import (
 )
 from topologies.names import (
     STATE_DIR,
+    interface_indexes,
     is_run_id,
     new_state,
     read_state,
@@ -52,6 +53,7 @@ def check_layout(net: Network) -> None:
             assert link["operstate"] == "UP"
             assert link["address"] == interface_mac(intf.ip)
             assert link["ifindex"] == net.ifindex(host.name, intf.name)
+            assert link["ifindex"] == interface_indexes(net.topology)[(host.name, intf.name)]
             inet = [a for a in link["addr_info"] if a["family"] == "inet"]
             assert [IPv4Interface(f"{a['local']}/{a['prefixlen']}") for a in inet] == [intf.address]
             assert not [a for a in link["addr_info"] if a["family"] == "inet6"]

@@ -24,6 +24,7 @@ from topologies.names import (
     NodeRecord,
     bridge_node_name,
     host_node_name,
+    interface_indexes,
     is_run_id,
     new_run_id,
     new_state,
@@ -352,13 +353,25 @@ def test_planned_ifindexes_differ_across_each_link(name: str) -> None:
     from topologies.mininet_net import plan_ifindexes
 
     t = preset(name)
-    plan = plan_ifindexes(t, "nlab12")
-    assert len(set(plan.values())) == len(plan)
-    assert min(plan.values()) == 2
-    nodes = {h.name: host_node_name("nlab12", i) for i, h in enumerate(t.hosts)}
+    indexes = interface_indexes(t)
+    assert sorted(indexes.values()) == list(range(2, 2 + len(indexes)))
     for h in t.hosts:
         for intf in h.interfaces:
-            assert (nodes[h.name], intf.name) in plan
+            assert (h.name, intf.name) in indexes
+    plan = plan_ifindexes(t, "nlab12")
+    assert sorted(plan.values()) == sorted(indexes.values())
+    for i, h in enumerate(t.hosts):
+        for intf in h.interfaces:
+            assert plan[(host_node_name("nlab12", i), intf.name)] == indexes[(h.name, intf.name)]
+
+
+def test_home_indexes() -> None:
+    assert interface_indexes(preset("home")) == {
+        ("laptop", "eth0"): 2,
+        ("gateway", "lan0"): 3,
+        ("gateway", "wan0"): 4,
+        ("desktop", "eth0"): 5,
+    }
 
 
 def test_interface_macs_are_unicast_and_local() -> None:
