@@ -104,9 +104,13 @@ class Agent:
         s = self._udp.get(port)
         if s is None:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
-            s.bind(("0.0.0.0", port))
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+                s.bind(("0.0.0.0", port))
+            except BaseException:
+                s.close()
+                raise
             self._udp[port] = s
             self._udp_reply.setdefault(port, None)
             self._thread(self._udp_loop, port, s)
@@ -163,9 +167,13 @@ class Agent:
         self._tcp_conf[port] = (bytes.fromhex(reply), expect)
         if port not in self._tcp_listeners:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", port))
-            s.listen(16)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("0.0.0.0", port))
+                s.listen(16)
+            except BaseException:
+                s.close()
+                raise
             self._tcp_listeners[port] = s
             self._thread(self._accept_loop, port, s)
         return {}
@@ -323,8 +331,9 @@ class Agent:
         except OSError as e:
             self.emit("error", id=cmd_id, op=op, errno=errno.errorcode.get(e.errno or 0),
                       message=str(e))
-        except (TypeError, ValueError) as e:
-            self.emit("error", id=cmd_id, op=op, errno=None, message=f"bad command: {e}")
+        except Exception as e:  # a bad argument must not end the run: report it
+            self.emit("error", id=cmd_id, op=op, errno=None,
+                      message=f"bad command: {type(e).__name__}: {e}")
         return True
 
     def close(self) -> None:

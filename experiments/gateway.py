@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from experiments.errors import UserError
 from topologies.hostexec import CommandError, HostHandle
 
 Backend = Literal["iptables", "iptables-legacy", "nft"]
@@ -48,9 +49,10 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
 RECORDED_SYSCTLS: tuple[str, ...] = ("net.netfilter", "net.ipv4.ip_forward")
 
 
-class RulesError(Exception):
+class RulesError(UserError):
     """Loading rules or setting sysctls failed. str() is one line: the backend command, the
-    host and the kernel's (or tool's) message."""
+    host and the kernel's (or tool's) message. A UserError: the spec's rules or sysctls are
+    what needs fixing."""
 
     def __init__(self, what: str, command: Iterable[str], host: str, message: str) -> None:
         self.what = what
@@ -177,16 +179,26 @@ def read_rules(host: HostHandle, backend: Backend) -> str:
 
 
 def set_sysctls(host: HostHandle, mapping: Mapping[str, str]) -> dict[str, str]:
-    """`sysctl -w name=value` for each entry inside `host`; returns the values read back."""
+    """`sysctl -w name=value` for each entry inside `host`; returns the values read back.
+
+    procps' sysctl exits 0 even when the kernel refuses a write (EINVAL), so its stderr and
+    the value read back are checked too."""
     for name, value in mapping.items():
         argv = ("sysctl", "-w", f"{name}={value}")
         try:
-            host.run(argv)
+            proc = host.run(argv)
         except CommandError as e:
             raise RulesError("setting a sysctl", argv, host.name,
                              tool_message(e.stderr) if e.returncode is not None else str(e)
                              ) from None
-    return read_sysctls(host, mapping.keys())
+        if proc.stderr.strip():
+            raise RulesError("setting a sysctl", argv, host.name, tool_message(proc.stderr))
+    values = read_sysctls(host, mapping.keys())
+    for name, value in mapping.items():
+        if values.get(name) != " ".join(str(value).split()):
+            raise RulesError("setting a sysctl", ("sysctl", "-w", f"{name}={value}"), host.name,
+                             f"the kernel kept {name} = {values.get(name)!r}")
+    return values
 
 
 def read_sysctls(host: HostHandle, names: Iterable[str]) -> dict[str, str]:
