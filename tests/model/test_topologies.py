@@ -385,3 +385,13 @@ def test_interface_macs_are_unicast_and_local() -> None:
     ):
         first = int(mac.split(":")[0], 16)
         assert first & 0x02 and not first & 0x01
+
+
+def test_docs_example_parses() -> None:
+    """The full example in docs/topologies.md stays valid."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topologies.md").read_text()
+    blocks = doc.split("```toml\n")[1:]
+    full = next(b.split("```")[0] for b in blocks if "[[topology.links]]" in b)
+    t = topology_from_mapping(tomllib.loads(full)["topology"], "docs")
+    assert [s.bridged for s in t.segments] == [False, True]
+    assert t.gateway_host.forwarding
