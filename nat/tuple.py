@@ -97,15 +97,15 @@ class Tuple:
 
 
 def invert(t: Tuple) -> Tuple:
-    """nf_ct_invert_tuple(): swap the two sides; ICMP maps request <-> reply and keeps the id."""
+    """nf_ct_invert_tuple(): swap the two sides and their keys; ICMP instead maps request <->
+    reply and keeps the id."""
     if t.proto == Proto.ICMP:
         inverse = ICMP_INVERSE.get(t.icmp_type)
         if inverse is None:
             raise NotInvertible(f"ICMP type {t.icmp_type} has no reply type")
         return Tuple(t.proto, t.dst, t.src, t.sport, (inverse << 8) | t.icmp_code)
-    if t.has_ports:
-        return Tuple(t.proto, t.dst, t.src, t.dport, t.sport)
-    return Tuple(t.proto, t.dst, t.src, 0, 0)
+    # Every other protocol swaps the two keys (ports; GRE keys; 0 and 0 for generic).
+    return Tuple(t.proto, t.dst, t.src, t.dport, t.sport)
 
 
 def invertible(t: Tuple) -> bool:
