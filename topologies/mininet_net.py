@@ -50,6 +50,7 @@ from topologies.names import (
     bridge_node_name,
     host_node_name,
     interface_indexes,
+    is_run_id,
     new_run_id,
     new_state,
     read_state,
@@ -205,6 +206,8 @@ def running(
     if os.geteuid() != 0:
         raise PermissionError("natlab needs root to create network namespaces")
     run_id = run_id or new_run_id()
+    if not is_run_id(run_id):
+        raise ValueError(f"not a natlab run id: {run_id!r} (`nl` + 4 of [0-9a-z])")
     if read_state(run_id, state_dir) is not None:
         raise RuntimeError(f"run id {run_id} is already in use (state file in {state_dir})")
     builder = _Builder(topology, run_id, state_dir)

@@ -35,6 +35,7 @@ from topologies.names import (
     read_state,
     remove_state,
     run_id_of_marker,
+    state_path,
     state_run_ids,
 )
 
@@ -174,7 +175,7 @@ def find_leftovers(run_id: str, state_dir: Path = STATE_DIR) -> Leftovers:
         run_id,
         tuple(processes_of(run_id, scan_processes())),
         tuple(links_of(run_id, root_links())),
-        read_state(run_id, state_dir) is not None,
+        state_path(run_id, state_dir).exists(),
     )
 
 

@@ -240,6 +240,11 @@ def test_two_networks_of_one_preset_at_once() -> None:
     assert find_leftovers(a.run_id).empty and find_leftovers(b.run_id).empty
 
 
+def test_bad_run_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a natlab run id"), running(preset("home"), "x/y"):
+        pass
+
+
 def test_run_id_in_use_is_refused() -> None:
     state = new_state("nlzz00", "home")
     write_state(state)

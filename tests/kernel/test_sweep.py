@@ -161,6 +161,17 @@ def test_stale_state_file_alone_is_removed() -> None:
     assert read_state(run_id) is None
 
 
+def test_garbled_state_file_is_removed() -> None:
+    run_id = new_run_id()
+    path = state_path(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    report = sweep()
+    assert run_id in report.state_files_removed
+    assert [e for e in report.errors if run_id in e and "unreadable" in e]
+    assert not path.exists()
+
+
 def test_sweep_rejects_a_non_run_id() -> None:
     with pytest.raises(ValueError, match="not a natlab run id"):
         sweep("eth0")
