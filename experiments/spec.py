@@ -518,52 +518,15 @@ def _check_raw(path: Path, w: str, step: RawStep, target: Any) -> None:
                             f"from {TCP_FLAG_LETTERS} (like \"S\", \"SA\", \"FA\", \"R\")")
 
 
-# `conntrack -L` vocabulary (kernel-semantics.md 7.1) for checking expected lines.
-_L4_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "udplite": 136, "sctp": 132, "dccp": 33,
-               "gre": 47, "unknown": None}
-_FLAGS = {"[UNREPLIED]", "[ASSURED]", "[OFFLOAD]", "[HW_OFFLOAD]"}
-_KEYS = {"src", "dst", "sport", "dport", "type", "code", "id", "mark", "use", "zone",
-         "zone-orig", "zone-reply", "packets", "bytes", "secmark", "helper", "delta-time",
-         "labels", "srckey", "dstkey"}
-_TCP_STATES = {"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
-               "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
-
-
 def conntrack_line_problem(line: str) -> str | None:
-    """Why `line` is not a `conntrack -L` line (None if it is one). Timeout, mark and use may
-    be left out. This checks the vocabulary only; the comparison parses lines properly."""
-    tokens = line.split()
-    if len(tokens) < 2:
-        return f"{line!r} is not a conntrack -L line (like \"udp 17 src=... dst=... ...\")"
-    proto, number, rest = tokens[0], tokens[1], tokens[2:]
-    if proto not in _L4_NUMBERS:
-        return f"unknown protocol {proto!r} (one of: {', '.join(_L4_NUMBERS)})"
-    expected = _L4_NUMBERS[proto]
-    if not number.isdigit() or (expected is not None and int(number) != expected):
-        return f"{proto} should be followed by its number {expected}, not {number!r}"
-    if rest and rest[0].isdigit():
-        rest = rest[1:]
-    if rest and "=" not in rest[0] and not rest[0].startswith("["):
-        if proto != "tcp" or rest[0] not in _TCP_STATES:
-            return f"unexpected {rest[0]!r} (a TCP state belongs only to tcp lines)"
-        rest = rest[1:]
-    srcs = 0
-    for token in rest:
-        if token in _FLAGS:
-            continue
-        key, sep, value = token.partition("=")
-        if not sep or key not in _KEYS:
-            return f"unexpected {token!r}"
-        if key in ("src", "dst"):
-            try:
-                IPv4Address(value)
-            except ValueError:
-                return f"{token!r}: not an IPv4 address"
-            srcs += key == "src"
-        elif key not in ("helper", "labels", "srckey", "dstkey") and not value.isdigit():
-            return f"{token!r}: not a number"
-    if srcs != 2:
-        return "needs both tuples: src=... dst=... (original) then src=... dst=... (reply)"
+    """Why `line` is not an expected `conntrack -L` line (None if it is one), by the grammar
+    of nat.listing.parse_pattern: timeout, TCP state, mark and use may be left out."""
+    from nat.listing import ListingError, parse_pattern
+
+    try:
+        parse_pattern(line)
+    except ListingError as e:
+        return e.message
     return None
 
 

@@ -1,0 +1,504 @@
+"""The `natlab` command line.
+
+Every subcommand imports what it needs when it runs, so `natlab model`, `natlab list` and
+`natlab judge` work without root and without Mininet. A `UserError` (bad spec, unsupported
+rule, missing program, not root) becomes one line on stderr, `natlab: <message>`, and exit
+status 2; anything else is a bug in natlab and keeps its traceback (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.errors import (
+    BACKEND_BINARIES,
+    KERNEL_RUN_BINARIES,
+    UserError,
+    require_binaries,
+    require_root,
+)
+
+BUILTIN_SPECS = Path(__file__).resolve().parent / "specs"
+# Exit statuses (also in `natlab --help`).
+OK, BUG, USAGE, NOT_CLEAN = 0, 1, 2, 3
+
+_EPILOG = """\
+exit status: 0 ok; 1 a bug in natlab (with a traceback); 2 a problem you can fix (bad spec,
+unsupported rule, missing program, not root), told in one line; 3 finished, but the result
+is not clean (a mismatch for `judge`, leftovers for `clean`); 130 interrupted.
+
+SPEC is a spec file, a directory of *.toml specs, or the name of a built-in spec
+(`natlab list` shows them). The spec format: docs/spec-format.md."""
+
+
+# --- finding specs -----------------------------------------------------------------------------
+
+
+def builtin_spec_paths() -> list[Path]:
+    return sorted(BUILTIN_SPECS.glob("*.toml"))
+
+
+def resolve_spec_args(args: Sequence[str]) -> list[Path]:
+    """SPEC arguments as files: a file, every *.toml of a directory, or a built-in name."""
+    paths: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.toml") if p.is_file())
+            if not found:
+                raise UserError(f"{arg}: no *.toml spec in this directory")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        elif path.exists():
+            raise UserError(f"{arg}: not a regular file or directory")
+        else:
+            name = arg.removesuffix(".toml")
+            builtin = BUILTIN_SPECS / f"{name}.toml"
+            if "/" in arg or not builtin.is_file():
+                raise UserError(f"no such spec: {arg!r} is not a file or directory, nor a "
+                                "built-in spec (`natlab list` shows those)")
+            paths.append(builtin)
+    return paths
+
+
+def load_specs(args: Sequence[str], backend: str | None = None) -> list[Any]:
+    """Load (and validate) every spec before running any: a typo fails fast."""
+    from experiments.spec import load_spec
+
+    return [load_spec(p, backend=backend) for p in resolve_spec_args(args)]  # type: ignore[arg-type]
+
+
+def _lazy(module: str, attr: str, command: str) -> Any:
+    """`module.attr`, or a UserError if this checkout does not have the module yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise UserError(f"natlab {command} is not available in this version "
+                        f"({module} is missing)") from None
+    return getattr(mod, attr)
+
+
+# --- output helpers ----------------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Piped output is not cut to 80 columns: conntrack tuples are long.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    from experiments.report import to_jsonable
+
+    print(json.dumps(to_jsonable(obj), separators=(",", ":")), flush=True)
+
+
+def _heading(console: Any, spec: Any, side: str) -> None:
+    console.rule(f"[bold]{spec.name}[/bold]  ({side}, topology {spec.topology.name}, "
+                 f"backend {spec.backend})")
+    if spec.summary:
+        console.print(spec.summary)
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from experiments.spec import load_spec
+
+    specs = [load_spec(p) for p in builtin_spec_paths()]
+    if args.json:
+        for s in specs:
+            _print_json({"name": s.name, "description": s.summary, "path": s.path,
+                         "topology": s.topology.name, "backend": s.backend})
+        return OK
+    from rich.table import Table
+
+    table = Table(title="built-in specs", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("topology")
+    table.add_column("description")
+    for s in specs:
+        table.add_row(s.name, s.topology.name, s.summary)
+    _console().print(table)
+    return OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from experiments.spec import check_rules
+
+    specs = load_specs(args.specs, args.backend)
+    for spec in specs:
+        if args.model:
+            check_rules(spec)
+        print(f"{spec.path}: ok ({spec.name}, {len(spec.steps)} steps)")
+    return OK
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from experiments.spec import check_rules
+
+    specs = load_specs(args.specs, args.backend)
+    for spec in specs:
+        check_rules(spec)
+    from experiments.model_run import run_on_model
+    from nat.listing import render
+
+    console = _console()
+    for spec in specs:
+        result = run_on_model(spec)
+        if args.json:
+            _print_json({
+                "name": spec.name, "spec": spec.path, "backend": spec.backend,
+                "model": {
+                    "conntrack": result.conntrack_lines,
+                    "checkpoints": {n: [render(e) for e in es] for n, es in result.checkpoints},
+                    "received": result.received,
+                    "journeys": [j.render() for j in result.journeys],
+                },
+            })
+            continue
+        from experiments.report import conntrack_table, received_table
+
+        _heading(console, spec, "model")
+        for j in result.journeys:
+            console.print(j.render(), markup=False, highlight=False, soft_wrap=True)
+        for name, entries in result.checkpoints:
+            console.print(conntrack_table([render(e) for e in entries],
+                                          f"model: conntrack at checkpoint {name!r}"))
+        console.print(conntrack_table(result.conntrack_lines, "model: conntrack at the end"))
+        console.print(received_table(result.received, "model: received by the hosts"))
+    return OK
+
+
+def _workdir(out: str | None, name: str) -> Path:
+    """A fresh directory for one run's files; never an existing one."""
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix=f"natlab-{name}-"))
+    base = Path(out)
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = base / (f"{name}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise UserError(f"{base}: cannot make a fresh run directory for {name}")
+
+
+def _kernel_preflight(command: str, backends: Sequence[str]) -> None:
+    require_root(command)
+    require_binaries(KERNEL_RUN_BINARIES)
+    for backend in dict.fromkeys(backends):
+        require_binaries(BACKEND_BINARIES[backend])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    specs = load_specs(args.specs, args.backend)
+    _kernel_preflight("run", [s.backend for s in specs])
+    from experiments.kernel_run import run_on_kernel
+    from topologies.hostexec import CommandError
+
+    console = _console()
+    for spec in specs:
+        workdir = _workdir(args.out, spec.name)
+        try:
+            obs = run_on_kernel(spec, workdir=workdir)
+        except CommandError as e:
+            raise UserError(f"{spec.path}: {e}") from None
+        except UserError as e:
+            raise UserError(f"{spec.path}: {e}") from None
+        if args.json:
+            _print_json({
+                "name": spec.name, "spec": spec.path, "backend": spec.backend,
+                "run_id": obs.run_id, "workdir": workdir,
+                "kernel": {
+                    "conntrack": obs.final_conntrack_lines,
+                    "checkpoints": {s.name: list(s.lines) for s in obs.checkpoints},
+                    "received": obs.received,
+                },
+            })
+            continue
+        from experiments.report import conntrack_table, received_table
+
+        _heading(console, spec, "kernel")
+        for snap in obs.checkpoints:
+            console.print(conntrack_table(list(snap.lines),
+                                          f"kernel: conntrack at checkpoint {snap.name!r}"))
+        console.print(conntrack_table(obs.final_conntrack_lines, "kernel: conntrack at the end"))
+        console.print(received_table(obs.received, "kernel: received by the hosts"))
+        console.print(f"captures and event log in {workdir}", markup=False)
+    return OK
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    judge: Callable[[Path], Any] = _lazy("experiments.bundle", "judge", "judge")
+    bundle = Path(args.bundle)
+    if not bundle.exists():
+        raise UserError(f"{bundle}: no such bundle")
+    verdict = judge(bundle)
+    render = getattr(verdict, "render", None)
+    print(render() if callable(render) else verdict)
+    status = getattr(verdict, "status", "MATCH")
+    return OK if status in ("MATCH", "XFAIL") else NOT_CLEAN
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    require_root("clean")
+    from topologies.sweep import sweep
+
+    try:
+        report = sweep(args.run_id)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(report.summary())
+    return NOT_CLEAN if report.errors else OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    bench_main: Callable[[list[str]], int] = _lazy("experiments.bench", "main", "bench")
+    return bench_main(list(args.args))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from experiments.spec import load_spec
+    from topologies.presets import PRESETS
+
+    spec = None
+    if args.topology in PRESETS:
+        topology = PRESETS[args.topology]
+    else:
+        try:
+            (path,) = resolve_spec_args([args.topology])
+        except (UserError, ValueError):
+            known = ", ".join(sorted(PRESETS))
+            raise UserError(f"{args.topology!r} is neither a topology preset ({known}) nor a "
+                            "spec") from None
+        spec = load_spec(path, backend=args.backend)
+        topology = spec.topology
+    backend = args.backend or (spec.backend if spec is not None else "iptables")
+    rules, nft = (spec.rules, spec.nft) if spec is not None else ("", None)
+    if args.rules is not None:
+        try:
+            text = Path(args.rules).read_text()
+        except OSError as e:
+            raise UserError(f"{args.rules}: cannot read the rules: {e.strerror or e}") from None
+        rules, nft = (text, None) if backend != "nft" else ("", text)
+    _kernel_preflight("up", [backend])
+    from experiments.gateway import load_rules, set_sysctls
+    from topologies.mininet_net import running
+
+    with running(topology) as net:
+        if spec is not None:
+            for host, text in spec.host_rules.items():
+                load_rules(net.host(host), backend, text)
+        if rules.strip() or (nft or "").strip():
+            load_rules(net.gateway, backend, rules, nft)
+        if spec is not None and spec.sysctls:
+            set_sysctls(net.gateway, spec.sysctls)
+        return interactive(net, sys.stdin, sys.stdout)
+
+
+_SHELL_HELP = """\
+  HOST COMMAND [ARGS...]   run a command inside HOST (no shell: an argument list), e.g.
+                           laptop ping -c 1 203.0.113.10
+  conntrack                the gateway's table (conntrack -L)
+  hosts                    the hosts, their addresses, and how to enter them from elsewhere
+  help                     this text
+  exit | quit | Ctrl-D     tear everything down and leave"""
+
+
+def interactive(net: Any, stdin: Any, stdout: Any) -> int:
+    """A small shell over a running topology: commands run in a host's namespace with the
+    terminal attached. (Mininet's own CLI knows our hosts only by their run-scoped node
+    names, so natlab speaks topology names instead.)"""
+    import shlex
+
+    def say(text: str) -> None:
+        stdout.write(text + "\n")
+        stdout.flush()
+
+    def hosts() -> None:
+        for name, handle in net.hosts.items():
+            addrs = " ".join(f"{i.name}={i.address}" for i in net.topology.host(name).interfaces)
+            say(f"  {name:<10} {addrs:<48} enter: mnexec -a {handle.pid} bash")
+
+    say(f"natlab: topology {net.topology.name} is up (run {net.run_id}); type help")
+    hosts()
+    interactive_tty = stdin.isatty()
+    while True:
+        if interactive_tty:
+            stdout.write("natlab> ")
+            stdout.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            say(f"natlab: {e}")
+            continue
+        if not words:
+            continue
+        if words[0] in ("exit", "quit"):
+            break
+        if words[0] == "help":
+            say(_SHELL_HELP)
+            continue
+        if words[0] == "hosts":
+            hosts()
+            continue
+        if words[0] == "conntrack":
+            words = [net.topology.gateway, "conntrack", "-L", *words[1:]]
+        if words[0] not in net.hosts or len(words) < 2:
+            say(f"natlab: {words[0]!r}: expected HOST COMMAND (hosts: "
+                f"{', '.join(net.hosts)}); type help")
+            continue
+        try:
+            stdout.flush()
+            proc = net.host(words[0]).popen(words[1:], stdin=None, stdout=None, stderr=None)
+            try:
+                code = proc.wait()
+            except KeyboardInterrupt:
+                code = proc.wait()
+        except Exception as e:  # noqa: BLE001 - one failed command must not end the session
+            say(f"natlab: {e}")
+            continue
+        if code:
+            say(f"natlab: exit status {code}")
+    say("natlab: tearing down")
+    return OK
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from experiments.spec import BACKENDS
+
+    parser = argparse.ArgumentParser(
+        prog="natlab",
+        description="Watch Linux NAT and connection tracking work in real network namespaces, "
+                    "and check a Python model of netfilter against the real kernel.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, description: str,
+            func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=description, epilog=_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    def specs(p: argparse.ArgumentParser) -> None:
+        p.add_argument("specs", nargs="+", metavar="SPEC",
+                       help="a spec file, a directory of specs, or a built-in spec's name")
+        p.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="load the gateway's rules with this backend instead of the "
+                            "spec's own (iptables = iptables-nft)")
+
+    p = add("run", "run specs on the real kernel (root)",
+            "Build each spec's topology in fresh network namespaces, load the rules into the "
+            "gateway, send the traffic, and show the gateway's conntrack table and what each "
+            "host received. Needs root. Everything is torn down afterwards, even on errors.",
+            cmd_run)
+    specs(p)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per spec per line, with name and kernel.conntrack")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="keep each run's captures and event log in a new directory under DIR "
+                        "(default: a new temporary directory)")
+
+    p = add("model", "predict what specs do, with the Python model (no root)",
+            "Run each spec through the model of netfilter alone: the predicted conntrack "
+            "table and each packet's journey through the gateway's hooks. No root, no "
+            "namespaces. Rules the model does not support are reported as errors.",
+            cmd_model)
+    specs(p)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per spec per line, with name and model.conntrack")
+
+    p = add("check", "validate specs without running them",
+            "Load and validate each spec (file syntax, fields, hosts, addresses). With "
+            "--model also parse the gateway's rules as the model reads them.", cmd_check)
+    specs(p)
+    p.add_argument("--model", action="store_true",
+                   help="also check that the model supports every rule")
+
+    p = add("list", "list the built-in specs",
+            "The specs shipped with natlab, with their one-line descriptions. Any of them "
+            "can be given by name where a SPEC is expected.", cmd_list)
+    p.add_argument("--json", action="store_true", help="one JSON object per spec per line")
+
+    p = add("judge", "re-judge a result bundle (no root)",
+            "Recompute the verdict of a recorded run from its bundle: the comparison is a "
+            "pure function of the recorded observation and prediction.", cmd_judge)
+    p.add_argument("bundle", metavar="BUNDLE", help="a result bundle directory")
+
+    p = add("clean", "remove what crashed natlab runs left behind (root)",
+            "Find processes, links and state files of dead natlab runs (by natlab's own run "
+            "ids only) and remove them. Live runs are left alone unless named.", cmd_clean)
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID", default=None,
+                   help="sweep this run even if its owner is alive")
+
+    p = add("up", "bring a topology up and explore it by hand (root)",
+            "Build a topology (a preset, or a spec's topology with its rules and sysctls), "
+            "optionally load rules into the gateway, and open a small shell to run commands "
+            "in its hosts. Leaving the shell tears everything down.", cmd_up)
+    p.add_argument("topology", nargs="?", default="home", metavar="TOPOLOGY",
+                   help="a topology preset (home, lan) or a spec (default: home)")
+    p.add_argument("--rules", metavar="FILE", default=None,
+                   help="rules for the gateway: iptables-restore text (nft -f text with "
+                        "--backend nft)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="how to load the rules (default: the spec's, else iptables)")
+
+    p = add("bench", "measure natlab's speed",
+            "Benchmarks of the model and of kernel runs; arguments go to the benchmark.",
+            cmd_bench)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `natlab` console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
+        return e.code if isinstance(e.code, int) else USAGE
+    try:
+        status: int = args.func(args)
+        return status
+    except UserError as e:
+        print(f"natlab: {' '.join(str(e).split())}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print("natlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (`natlab list | head`): not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
