@@ -724,6 +724,25 @@ def _choose_timeout(w: _Work, cls: PacketClass, new: TcpState, sysctls: Sysctls,
 # The table as a document
 
 
+SPECIAL_RULES: tuple[str, ...] = (
+    "A first packet may only be a SYN (-> SYN_SENT) or, with nf_conntrack_tcp_loose=1, an "
+    "ACK (-> ESTABLISHED, picked up: window checks liberal, timeout capped at 300 s until a "
+    "reply).",
+    "SYN in TIME_WAIT/CLOSE: if either side sent the first FIN, or the last packet this way was "
+    "a RST, the entry is deleted and the SYN starts a new one; otherwise it is ignored.",
+    "IG: accepted with the entry attached, no state change, no refresh; a reply-direction IG "
+    "packet still sets SEEN_REPLY. A SYN/ACK answering an ignored SYN resynchronises to SYN_RECV.",
+    "RST: in ESTABLISHED, a RST inside the window but not at the expected sequence keeps the "
+    "state (RFC 5961); a RST below the peer's highest ACK is invalid unless "
+    "nf_conntrack_tcp_ignore_invalid_rst=1.",
+    "Timeout: RST -> CLOSE's 10 s (6.1, 6.18; 6.12.117 differs); 3 retransmissions or a "
+    "zero window -> at most 300 s; unacknowledged data -> at most 300 s.",
+    "Before any reply: a RST deletes the entry; a retransmitted SYN does not refresh it.",
+    "ASSURED: the first valid packet after a reply that moves SYN_RECV or ESTABLISHED to "
+    "ESTABLISHED.",
+)
+
+
 def _cell(n: Next) -> str:
     return n.value if isinstance(n, Special) else _SHORT[n]
 
@@ -745,7 +764,8 @@ def render_state_table() -> str:
         "Kernel: `tcp_conntracks` in net/netfilter/nf_conntrack_proto_tcp.c, 6.1 source,",
         "checked live on 6.18.",
         "",
-        "States: " + ", ".join(f"{_SHORT[s]} = {s.name}" for s in COLUMNS) + ".",
+        "States: " + ", ".join(f"{_SHORT[s]} = {s.name}" for s in COLUMNS[:5]) + ",",
+        ", ".join(f"{_SHORT[s]} = {s.name}" for s in COLUMNS[5:]) + ".",
         "IV = invalid (no entry attached), IG = ignored (accepted, no state change, no refresh).",
         "Packet class: RST, else SYN (SYNACK with ACK), else FIN, else ACK, else NONE.",
         "",
@@ -769,6 +789,7 @@ def render_state_table() -> str:
     for (src, dst), labels in edges.items():
         lines.append(f"    {src.name} --> {dst.name}: {' '.join(labels)}")
     lines += ["```", "", "Labels: packet class / direction (o = original, r = reply).", ""]
+    lines += ["## After the table", ""] + [f"- {rule}" for rule in SPECIAL_RULES] + [""]
     return "\n".join(lines)
 
 
