@@ -83,6 +83,17 @@ UNSUPPORTED_STATEMENTS = frozenset({
     "socket", "fib", "xfrm", "secmark", "set", "update", "th", "igmp", "vmap", "last",
     "connlimit", "inner", "gre", "vxlan", "geneve", "cgroupv2", "ipsec", "tunnel",
 })
+# Words nft 1.0.6 refuses as a bare chain name (measured with `add chain ip t WORD`): they
+# are keywords of its grammar and must be quoted. iptables-restore-translate does not quote.
+NFT_KEYWORDS = frozenset("""
+fwd log limit quota notrack queue dup tproxy synproxy flow numgen jhash symhash mark ether
+vlan arp ip ip6 icmp icmpv6 tcp udp sctp dccp udplite ah esp comp rt hbh frag dst mh exthdr
+osf socket fib secmark set update th igmp vmap accept drop return jump goto continue reject
+snat dnat masquerade redirect counter comment meta ct table chain rule type hook priority
+policy add delete insert flush ruleset random map element iifname oifname iif oif inet bridge
+netdev flags devices device reset handle index position define include
+""".split())
+
 # Priority keywords that nft 1.0.6 accepts only on one hook (family ip/inet).
 KEYWORD_HOOK: dict[str, Hook] = {"dstnat": Hook.PRE_ROUTING, "srcnat": Hook.POST_ROUTING}
 NAT_HOOKS = frozenset({Hook.PRE_ROUTING, Hook.LOCAL_IN, Hook.LOCAL_OUT, Hook.POST_ROUTING})
@@ -242,8 +253,11 @@ class _Parser:
         for table in self.tables.values():
             built = [Chain(table.key, c.name, c.kind, c.hook, c.priority, c.policy,
                            tuple(c.rules)) for c in table.chains.values()]
-            _check_table(built)
-            chains += built
+            reach = _check_table(built)
+            # A regular chain has no type of its own; call it "nat" when only nat chains
+            # reach it, as iptables' nat-table user chains are.
+            chains += [replace(c, kind="nat") if c.hook is None and reach[c.name] and all(
+                b.kind == "nat" for b in reach[c.name]) else c for c in built]
         return Ruleset(tuple(chains), "nft")
 
     def command(self) -> None:
@@ -352,6 +366,9 @@ class _Parser:
 
     # -- chains ---------------------------------------------------------------------------
     def chain_decl(self, table: _TableBuild, name: _Tok, *, create: bool = False) -> _ChainBuild:
+        if name.kind == "word" and name.text in NFT_KEYWORDS:
+            raise self.syntax(name, f"chain name {name.text!r} is an nft keyword "
+                              "(write it in double quotes)")
         if name.text in table.chains:
             if create:
                 raise self.syntax(name, f"chain {name.text!r} exists (File exists)")
@@ -983,9 +1000,10 @@ class _RuleParser:
         self.finish(tok, Masquerade(rng) if tok.text == "masquerade" else Redirect(rng))
 
 
-def _check_table(chains: list[Chain]) -> None:
+def _check_table(chains: list[Chain]) -> dict[str, tuple[Chain, ...]]:
     """The kernel's validation of a table: every statement against the base chains that
-    reach it (nft_chain_validate_dependency / nft_chain_validate_hooks), and jump loops."""
+    reach it (nft_chain_validate_dependency / nft_chain_validate_hooks), and jump loops.
+    Returns the base chains reaching each chain."""
     reach = reaching_base_chains(chains)
     for chain in chains:
         bases = reach[chain.name]
@@ -1006,3 +1024,4 @@ def _check_table(chains: list[Chain]) -> None:
                         raise RuleSyntaxError(
                             rule.lineno, f"reject is not valid at {base.hook.name} "
                             "(Operation not supported)", rule.source)
+    return reach
