@@ -85,14 +85,15 @@ UNSUPPORTED_STATEMENTS = frozenset({
 })
 # Words nft 1.0.6 refuses as a bare chain name (measured with `add chain ip t WORD`): they
 # are keywords of its grammar and must be quoted. iptables-restore-translate does not quote.
-NFT_KEYWORDS = frozenset("""
+_KEYWORD_TEXT = """
 fwd log limit quota notrack queue dup tproxy synproxy flow numgen jhash symhash mark ether
 vlan arp ip ip6 icmp icmpv6 tcp udp sctp dccp udplite ah esp comp rt hbh frag dst mh exthdr
 osf socket fib secmark set update th igmp vmap accept drop return jump goto continue reject
 snat dnat masquerade redirect counter comment meta ct table chain rule type hook priority
 policy add delete insert flush ruleset random map element iifname oifname iif oif inet bridge
 netdev flags devices device reset handle index position define include
-""".split())
+"""
+NFT_KEYWORDS = frozenset(_KEYWORD_TEXT.split())
 
 # Priority keywords that nft 1.0.6 accepts only on one hook (family ip/inet).
 KEYWORD_HOOK: dict[str, Hook] = {"dstnat": Hook.PRE_ROUTING, "srcnat": Hook.POST_ROUTING}
