@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from nat.entry import Entry
-from nat.listing import parse_line
+from nat.listing import EntryPattern, parse_line, parse_pattern
 from topologies.hostexec import CommandError, HostHandle
 
 EventType = Literal["NEW", "UPDATE", "DESTROY"]
@@ -71,20 +71,24 @@ def flush(host: HostHandle) -> None:
 @dataclass(frozen=True)
 class ConntrackEvent:
     """One `conntrack -E -o timestamp` line. `time` is the event's wall-clock time (or, once a
-    run rebased it, seconds since the run's start); `entry` is None when the line could not be
-    parsed (the reason is in `error`)."""
+    run rebased it, seconds since the run's start).
+
+    Event lines leave fields out (a DESTROY has no mark, usually no timeout; none has use=),
+    so the entry is an `EntryPattern`: the fields the line gave, None for the rest. It is
+    None when the line could not be parsed (the reason is in `error`)."""
 
     time: float
     type: EventType
     line: str
-    entry: Entry | None
+    entry: EntryPattern | None
     error: str | None = None
 
 
 _EVENT_RE = re.compile(
     r"^\[(?P<time>\d+\.\d+)\]\s+\[(?P<type>NEW|UPDATE|DESTROY)\]\s+(?P<rest>.*)$")
-# Only in events that userspace caused (conntrack -I/-D/-F): not part of the entry.
-_USERSPACE_RE = re.compile(r"\s*\[USERSPACE\]\s+portid=\d+")
+# Only in events that userspace caused (conntrack -I/-D/-F): "[USERSPACE] portid=N
+# progname=NAME" at the end of the line. Not part of the entry.
+_USERSPACE_RE = re.compile(r"\s*\[USERSPACE\].*$")
 
 
 def parse_event_line(line: str) -> ConntrackEvent | None:
@@ -95,7 +99,7 @@ def parse_event_line(line: str) -> ConntrackEvent | None:
     rest = _USERSPACE_RE.sub("", m["rest"]).strip()
     etype: EventType = m["type"]  # type: ignore[assignment]
     try:
-        entry: Entry | None = parse_line(rest)
+        entry: EntryPattern | None = parse_pattern(rest)
         error = None
     except ValueError as e:
         entry, error = None, str(e)
