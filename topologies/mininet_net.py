@@ -70,7 +70,9 @@ log = logging.getLogger(__name__)
 TCP_RMEM = "4096 131072 6291456"
 TCP_WMEM = "4096 16384 4194304"
 # Set in every namespace (hosts and bridges) before its interfaces are created, so that new
-# interfaces inherit the `default` values too.
+# interfaces inherit the `default` values too. A new namespace copies IPv4 settings from the
+# machine's root namespace (net.core.devconf_inherit_init_net = 0), so hardened machines
+# (rp_filter, redirects off) would otherwise behave differently: pin the kernel's defaults.
 HOST_SYSCTLS: Mapping[str, str] = {
     "net.ipv4.tcp_rmem": TCP_RMEM,
     "net.ipv4.tcp_wmem": TCP_WMEM,
@@ -78,6 +80,10 @@ HOST_SYSCTLS: Mapping[str, str] = {
     "net.ipv6.conf.default.disable_ipv6": "1",
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv4.conf.all.send_redirects": "1",
+    "net.ipv4.conf.default.send_redirects": "1",
+    "net.ipv4.conf.all.accept_redirects": "1",
+    "net.ipv4.conf.default.accept_redirects": "1",
 }
 OFFLOADS_OFF = ("tx", "off", "rx", "off", "gso", "off", "tso", "off", "gro", "off")
 UP_TIMEOUT = 5.0

@@ -90,6 +90,8 @@ def test_home_sysctls(home_net: Network) -> None:
         names = [*HOST_SYSCTLS, "net.ipv4.ip_forward"]
         out = handle.run(["sysctl", "-n", *names]).stdout.decode().splitlines()
         values = dict(zip(names, (" ".join(v.split()) for v in out), strict=True))
+        for name, value in HOST_SYSCTLS.items():
+            assert values[name] == value, (host.name, name)
         assert values["net.ipv4.tcp_rmem"] == TCP_RMEM
         assert values["net.ipv4.tcp_wmem"] == TCP_WMEM
         assert values["net.ipv6.conf.all.disable_ipv6"] == "1"
