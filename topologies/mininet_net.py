@@ -279,10 +279,20 @@ class _Builder:
         return handle
 
     def _sysctls(self, handle: HostHandle, forwarding: bool) -> None:
+        """Set HOST_SYSCTLS, then ip_forward (last, as an administrator would: turning
+        forwarding on makes the kernel set accept_redirects to 0), and record what is in
+        effect as read back."""
         values = dict(HOST_SYSCTLS)
         values["net.ipv4.ip_forward"] = "1" if forwarding else "0"
         handle.run(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
-        self.network.sysctls[handle.name] = values
+        out = handle.run(["sysctl", "-n", *values]).stdout.decode().splitlines()
+        if len(out) != len(values):
+            raise RuntimeError(
+                f"[{handle.name}] `sysctl -n` gave {len(out)} values for {len(values)}"
+            )
+        self.network.sysctls[handle.name] = {
+            k: " ".join(v.split()) for k, v in zip(values, out, strict=True)
+        }
 
     def _node_of(self, host: str) -> Any:
         return self.nodes[self.network.node_names[host]]
