@@ -23,7 +23,7 @@ NOT_ROOT = "kernel tests need root: they create network namespaces, veths and br
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if KERNEL_DIR in Path(item.fspath).parents:
+        if KERNEL_DIR in item.path.parents:
             item.add_marker(pytest.mark.kernel)
             if os.geteuid() != 0:
                 item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
