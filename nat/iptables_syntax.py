@@ -286,6 +286,8 @@ def _find_chain(table: _TableBuild, lineno: int, name: str, raw: str) -> _ChainB
         return table.builtin(name)
     if name in table.chains:
         return table.chains[name]
+    if name in IPTABLES_CHAIN_HOOK:
+        raise RuleSyntaxError(lineno, f"table {table.name} has no built-in chain {name}", raw)
     raise RuleSyntaxError(lineno, f"Chain {name!r} does not exist", raw)
 
 
@@ -474,6 +476,8 @@ class _RuleParser:
         if self.target_name is not None:
             raise self.syntax("multiple -j flags not allowed")
         self.target_name = self.value(opt)
+        if self.target_name in KNOWN_TARGETS:  # before its options, which we cannot read
+            raise self.unsupported(f"target -j {self.target_name}")
 
     def opt_goto(self, opt: str, negate: bool) -> None:
         self.opt_jump(opt, negate)
