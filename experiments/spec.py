@@ -21,6 +21,7 @@ error.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tomllib
 import types
@@ -55,8 +56,8 @@ class SpecError(UserError):
 
     def __init__(self, path: Path | str, field_path: str, message: str) -> None:
         self.path = Path(path)
-        self.field_path = field_path
-        self.message = " ".join(message.split())
+        self.field_path = _printable(field_path)
+        self.message = _printable(" ".join(message.split()))
         where = f"{self.path}: {field_path}" if field_path else str(self.path)
         super().__init__(f"{where}: {self.message}")
 
@@ -364,7 +365,7 @@ def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for key, value in values.items():
-        where = f"sysctls.{_key(key)}"
+        where = f"sysctls.{toml_key(key)}"
         if not SYSCTL_NAME_RE.fullmatch(key):
             raise SpecError(path, where, "not a sysctl name: natlab sets only network "
                             "sysctls, spelled with dots, like net.netfilter.nf_conntrack_tcp_loose")
@@ -380,14 +381,22 @@ def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
         Sysctls.from_mapping(out)
     except ValueError as e:
         bad = next((k for k in out if k in str(e)), "")
-        raise SpecError(path, f"sysctls.{_key(bad)}" if bad else "sysctls",
+        raise SpecError(path, f"sysctls.{toml_key(bad)}" if bad else "sysctls",
                         str(e).replace(f"sysctl {bad}: ", "")) from None
     return out
 
 
-def _key(key: str) -> str:
-    """A TOML key as it would be written in a dotted path (quoted when it holds dots)."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+def toml_key(key: str) -> str:
+    """A key as a TOML file would spell it in a dotted path: bare when it can be, else
+    quoted with escapes (so a path is always one line)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        return key
+    return _printable(json.dumps(key, ensure_ascii=False))
+
+
+def _printable(text: str) -> str:
+    """`text` with every unprintable character escaped (\\n, \\x07, \\ud7fc)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # --- cross references --------------------------------------------------------------------------
@@ -436,7 +445,7 @@ def _check_references(spec: Spec) -> None:
                 raise SpecError(path, f"{w}.name", f"duplicate checkpoint {step.name!r}")
             checkpoints.add(step.name)
     for name in spec.host_rules:
-        where = f"host_rules.{_key(name)}"
+        where = f"host_rules.{toml_key(name)}"
         host(name, where)
         if name == spec.topology.gateway:
             raise SpecError(path, where, "the gateway's rules go in `rules`, not host_rules")
@@ -538,7 +547,7 @@ def _pydantic_error(
 ) -> SpecError:
     first = error.errors(include_url=False)[0]
     loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in (*prefix, *loc))
+    where = ".".join(toml_key(p) if isinstance(p, str) else str(p) for p in (*prefix, *loc))
     kind = first["type"]
     if kind == "missing":
         message = "missing"
