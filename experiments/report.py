@@ -258,10 +258,10 @@ def render_text(renderable: RenderableType, width: int = 160) -> str:
 def to_jsonable(value: Any) -> Any:
     """Values of natlab's result types as JSON data: dataclasses and pydantic models become
     objects, addresses and paths strings, enums their names, bytes text (or hex if binary)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
     if isinstance(value, enum.Enum):
         return value.name
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
     if isinstance(value, IPv4Address | IPv4Interface | IPv4Network | Path):
         return str(value)
     if isinstance(value, bytes | bytearray):
