@@ -297,7 +297,7 @@ class _Parser:
                 chain = self.chain_ref(table, self.word("a chain name"))
                 if self.peek().text in ("position", "handle", "index"):
                     raise self.unsupported(self.peek(), f"rule {self.peek().text}")
-                rule = self.rule(table, chain, self.peek(), immediate=True)
+                rule = self.rule(table, chain, self.peek(), immediate=True, whole=tok)
                 if verb == "insert":
                     chain.rules.insert(0, rule)
                 else:
@@ -452,8 +452,9 @@ class _Parser:
 
     # -- rules ----------------------------------------------------------------------------
     def rule(self, table: _TableBuild, chain: _ChainBuild, first: _Tok, *,
-             immediate: bool) -> Rule:
-        """Statements up to the end of the command; `immediate`: jumps must resolve now."""
+             immediate: bool, whole: _Tok | None = None) -> Rule:
+        """Statements up to the end of the command; `immediate`: jumps must resolve now.
+        `whole`: the command's first word (`add rule ...`), so the source quotes all of it."""
         start, depth = self.pos, 0
         while self.peek().kind != "eof":
             kind = self.peek().kind
@@ -462,10 +463,9 @@ class _Parser:
             depth += 1 if kind == "{" else -1 if kind == "}" else 0
             self.next()
         toks = [t for t in self.toks[start:self.pos] if t.kind != "nl"]
-        toks = self.toks[start:self.pos]
         if not toks:
             raise self.syntax(first, "empty rule")
-        source = self.text[toks[0].start:toks[-1].end]
+        source = self.text[(whole or toks[0]).start:toks[-1].end]
         line = self.line_of(first)
         rp = _RuleParser(toks, table, first.lineno, line)
         match, target = rp.parse()

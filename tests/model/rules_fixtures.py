@@ -429,3 +429,104 @@ table ip nat {
 	}
 }
 """
+
+# Written by hand in nft syntax (loads with `nft -f` as is).
+HAND_NFT = """\
+#!/usr/sbin/nft -f
+# A home gateway written by hand.
+flush ruleset
+
+table inet gw {
+	chain pre {
+		type nat hook prerouting priority dstnat + 10; policy accept;
+		iifname "wan0" tcp dport { 80, 443 } dnat ip to 192.168.1.8
+		iifname "wan0" udp dport 9999 dnat ip to 192.168.1.8:9000 comment "game server"
+	}
+
+	chain post {
+		type nat hook postrouting priority srcnat
+		policy accept
+		meta nfproto ipv4 oifname "wan*" masquerade random,persistent
+	}
+
+	chain forward_filter {
+		type filter hook forward priority filter - 5; policy drop;
+		ct state established,related accept
+		ct state invalid drop
+		iifname "lan0" jump lan_out
+		tcp flags & (syn | ack) == syn tcp dport 22 ct state new accept
+		icmp type destination-unreachable icmp code frag-needed accept
+		reject with icmpx type admin-prohibited
+	}
+
+	chain lan_out {
+		ip saddr != 192.168.1.0/24 drop
+		tcp flags syn meta l4proto tcp continue
+		goto allow
+	}
+
+	chain allow {
+		counter accept
+	}
+}
+
+table ip extra {
+	chain out {
+		type nat hook output priority -100; policy accept;
+		tcp dport 8080 redirect to :80
+	}
+	chain in {
+		type filter hook input priority 0; policy accept;
+		tcp dport 22 reject with tcp reset
+		udp dport != 53 reject with icmp type port-unreachable
+	}
+}
+"""
+
+# nft -f HAND_NFT; nft list ruleset
+HAND_LISTED = """\
+table inet gw {
+	chain pre {
+		type nat hook prerouting priority dstnat + 10; policy accept;
+		iifname "wan0" tcp dport { 80, 443 } dnat ip to 192.168.1.8
+		iifname "wan0" udp dport 9999 dnat ip to 192.168.1.8:9000 comment "game server"
+	}
+
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		meta nfproto ipv4 oifname "wan*" masquerade random,persistent
+	}
+
+	chain forward_filter {
+		type filter hook forward priority filter - 5; policy drop;
+		ct state established,related accept
+		ct state invalid drop
+		iifname "lan0" jump lan_out
+		tcp flags syn / syn,ack tcp dport 22 ct state new accept
+		icmp type destination-unreachable icmp code frag-needed accept
+		reject with icmpx admin-prohibited
+	}
+
+	chain lan_out {
+		ip saddr != 192.168.1.0/24 drop
+		tcp flags syn meta l4proto tcp continue
+		goto allow
+	}
+
+	chain allow {
+		counter packets 0 bytes 0 accept
+	}
+}
+table ip extra {
+	chain out {
+		type nat hook output priority -100; policy accept;
+		tcp dport 8080 redirect to :80
+	}
+
+	chain in {
+		type filter hook input priority filter; policy accept;
+		tcp dport 22 reject with tcp reset
+		udp dport != 53 reject
+	}
+}
+"""
