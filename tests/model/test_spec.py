@@ -322,3 +322,29 @@ def test_any_unknown_top_level_key_is_named(key: str) -> None:
     assert info.value.field_path == toml_key(key)
     assert "unknown key" in info.value.message
     assert re.fullmatch(r"[^\n]*", str(info.value))
+
+
+# --- the documentation's examples ------------------------------------------------------------
+
+_DOC = Path(__file__).parents[2] / "docs" / "spec-format.md"
+_DOC_BLOCKS = re.findall(r"```toml\n(.*?)```", _DOC.read_text(), re.S)
+_STEP = '[[steps]]\naction = "udp"\nfrom = "{a}"\nto = "{b}"\nsport = 1\ndport = 2\n'
+
+
+def test_doc_has_examples() -> None:
+    assert len(_DOC_BLOCKS) >= 15
+
+
+@pytest.mark.parametrize("block", _DOC_BLOCKS, ids=lambda b: b.splitlines()[0][:30])
+def test_doc_example_loads(block: str, tmp_path: Path) -> None:
+    """Every example in docs/spec-format.md is valid, completed into a spec if a fragment."""
+    text = block
+    if "topology" not in block:
+        text = 'topology = "home"\n' + text
+    if "[[steps]]" not in block:
+        hosts = ("a", "b") if "[topology]" in block else ("laptop", "desktop")
+        text += "\n" + _STEP.format(a=hosts[0], b=hosts[1])
+    path = tmp_path / "doc.toml"
+    path.write_text(text)
+    spec = load_spec(path)
+    check_rules(spec)
