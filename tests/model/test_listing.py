@@ -213,3 +213,27 @@ def test_pattern_renders_in_the_line_grammar() -> None:
                       "dport=80 src=198.51.100.2 dst=198.51.100.1 sport=80 dport=33000 [ASSURED]")
     assert parse_pattern(str(p)) == p
     assert p.matches(e)
+
+
+# `conntrack -E` bodies (Linux 6.18, timestamps on): no mark=, no use=; DESTROY keeps the last
+# timeout and state here. parse_pattern reads them; the event prefix is the caller's.
+REAL_EVENTS = [
+    "tcp      6 120 SYN_SENT src=10.99.0.2 dst=10.99.0.1 sport=48634 dport=8080 [UNREPLIED] "
+    "src=10.99.0.1 dst=10.99.0.2 sport=8080 dport=48634",
+    "tcp      6 432000 ESTABLISHED src=10.99.0.2 dst=10.99.0.1 sport=48634 dport=8080 "
+    "src=10.99.0.1 dst=10.99.0.2 sport=8080 dport=48634 [ASSURED]",
+    "tcp      6 119 TIME_WAIT src=10.99.0.2 dst=10.99.0.1 sport=48634 dport=8080 "
+    "src=10.99.0.1 dst=10.99.0.2 sport=8080 dport=48634 [ASSURED] delta-time=1",
+    "udp      17 29 src=10.99.0.2 dst=10.99.0.1 sport=33909 dport=5000 [UNREPLIED] "
+    "src=10.99.0.1 dst=10.99.0.2 sport=5000 dport=33909 delta-time=1",
+]
+
+
+@pytest.mark.parametrize("line", REAL_EVENTS)
+def test_event_bodies_read_as_patterns(line: str) -> None:
+    p = parse_pattern(line)
+    assert (p.mark, p.use) == (None, None)
+    assert p.timeout == int(line.split()[2])
+    assert p.unreplied == ("[UNREPLIED]" in line) and p.assured == ("[ASSURED]" in line)
+    with pytest.raises(ListingError, match="expected mark="):
+        parse_line(line)
