@@ -657,4 +657,21 @@ def check_rules(spec: Spec) -> None:
     try:
         parse(text)
     except RuleError as e:
-        raise SpecError(spec.path, field, str(e)) from None
+        message = str(e)
+        file_line = _line_in_file(spec.path, text, e.lineno)
+        prefix = f"line {e.lineno}:"
+        if file_line is not None and message.startswith(prefix):
+            message = f"line {e.lineno} (line {file_line} of the file):" + message[len(prefix):]
+        raise SpecError(spec.path, field, message) from None
+
+
+def _line_in_file(path: Path, text: str, lineno: int) -> int | None:
+    """Where line `lineno` of `text` is in the spec file, when the text is written there
+    verbatim (a multi-line string without escapes); None when it cannot be told."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.strip() or raw.count(text) != 1:
+        return None
+    return raw[: raw.index(text)].count("\n") + lineno

@@ -348,3 +348,19 @@ def test_doc_example_loads(block: str, tmp_path: Path) -> None:
     path.write_text(text)
     spec = load_spec(path)
     check_rules(spec)
+
+
+def test_rule_errors_name_the_line_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(FULL.replace("-A POSTROUTING -o wan0 -j MASQUERADE",
+                                 "-A POSTROUTING -o wan0 -j MASQUERADE\n-A BOGUS -j ACCEPT"))
+    with pytest.raises(SpecError) as info:
+        check_rules(load_spec(path, backend="iptables"))
+    bogus_line = path.read_text().splitlines().index("-A BOGUS -j ACCEPT") + 1
+    assert info.value.message.startswith(f"line 3 (line {bogus_line} of the file): ")
+    # Written with escapes, the text is not in the file verbatim: only its own line is named.
+    path.write_text(FULL.replace('rules = """\n*nat\n-A POSTROUTING -o wan0 -j MASQUERADE\n'
+                                 'COMMIT\n"""', 'rules = "*nat\\n-A BOGUS -j ACCEPT\\nCOMMIT\\n"'))
+    with pytest.raises(SpecError) as info:
+        check_rules(load_spec(path, backend="iptables"))
+    assert info.value.message.startswith("line 2: ")
