@@ -84,7 +84,7 @@ class UdpStep(_Model):
     """Send UDP datagrams from `from_` (TOML `from`) to `to`; `reply` makes the receiver
     answer each one, to the source address and port it saw."""
 
-    action: Literal["udp"]
+    action: Literal["udp"] = "udp"
     from_: str = Field(alias="from")
     to: str
     sport: Port
@@ -101,7 +101,7 @@ class TcpStep(_Model):
     """One TCP connection from `from_`:`sport` to `to`:`dport`: connect, send, read the
     reply, close (the client closes, with FIN or RST, or leaves it open)."""
 
-    action: Literal["tcp"]
+    action: Literal["tcp"] = "tcp"
     from_: str = Field(alias="from")
     to: str
     sport: Port
@@ -116,7 +116,7 @@ class TcpStep(_Model):
 class PingStep(_Model):
     """ICMP echo requests with identifier `id`, sequence numbers 1..count."""
 
-    action: Literal["ping"]
+    action: Literal["ping"] = "ping"
     from_: str = Field(alias="from")
     to: str
     id: U16
@@ -127,7 +127,7 @@ class PingStep(_Model):
 class RawStep(_Model):
     """One crafted IPv4 packet: the whole packet in `hex`, or built from the other fields."""
 
-    action: Literal["raw"]
+    action: Literal["raw"] = "raw"
     from_: str = Field(alias="from")
     hex: str | None = None
     proto: str | int | None = None
@@ -149,14 +149,14 @@ class RawStep(_Model):
 class SleepStep(_Model):
     """Let time pass (timeouts, UDP becoming a stream)."""
 
-    action: Literal["sleep"]
+    action: Literal["sleep"] = "sleep"
     seconds: float = Field(gt=0, le=MAX_SLEEP)
 
 
 class CheckpointStep(_Model):
     """Snapshot the gateway's conntrack table here, under `name`."""
 
-    action: Literal["checkpoint"]
+    action: Literal["checkpoint"] = "checkpoint"
     name: str
 
 

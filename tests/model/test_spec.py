@@ -364,3 +364,12 @@ def test_rule_errors_name_the_line_of_the_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         check_rules(load_spec(path, backend="iptables"))
     assert info.value.message.startswith("line 2: ")
+
+
+def test_steps_can_be_built_in_python() -> None:
+    """Other code (tests, generators) builds steps by field name; `action` is implied."""
+    spec = load_spec(Path("experiments/specs/seed-dnat-udp.toml"))
+    built = UdpStep(from_="desktop", to="192.168.1.9", sport=37611, dport=9999,
+                    payload="hello laptop", reply="hello desktop")
+    assert spec.steps == (built,)
+    assert SleepStep(seconds=1).action == "sleep"
