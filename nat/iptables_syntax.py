@@ -121,6 +121,33 @@ MULTIPORT_PROTOS = frozenset({PROTO_NUMBERS[p] for p in ("tcp", "udp", "udplite"
                                                          "dccp")})
 IFNAMSIZ = 16
 
+# Long options, for getopt_long()-style prefix matching (iptables merges these tables).
+GENERIC_LONG_OPTIONS: frozenset[str] = frozenset({
+    "--protocol", "--source", "--src", "--destination", "--dst", "--in-interface",
+    "--out-interface", "--jump", "--goto", "--match", "--fragment", "--set-counters",
+    "--ipv4", "--ipv6"})
+MODULE_OPTIONS: dict[str, frozenset[str]] = {
+    "tcp": frozenset({"--source-port", "--sport", "--destination-port", "--dport", "--syn",
+                      "--tcp-flags", "--tcp-option"}),
+    "udp": frozenset({"--source-port", "--sport", "--destination-port", "--dport"}),
+    "icmp": frozenset({"--icmp-type"}),
+    "conntrack": frozenset({"--ctstate", "--ctproto", "--ctorigsrc", "--ctorigdst",
+                            "--ctreplsrc", "--ctrepldst", "--ctorigsrcport", "--ctorigdstport",
+                            "--ctreplsrcport", "--ctrepldstport", "--ctstatus", "--ctexpire",
+                            "--ctdir"}),
+    "state": frozenset({"--state"}),
+    "multiport": frozenset({"--source-ports", "--sports", "--destination-ports", "--dports",
+                            "--ports"}),
+    "comment": frozenset({"--comment"}),
+}
+TARGET_OPTIONS: dict[str, frozenset[str]] = {
+    "REJECT": frozenset({"--reject-with"}),
+    "SNAT": frozenset({"--to-source", "--random", "--random-fully", "--persistent"}),
+    "DNAT": frozenset({"--to-destination", "--random", "--persistent"}),
+    "MASQUERADE": frozenset({"--to-ports", "--random", "--random-fully"}),
+    "REDIRECT": frozenset({"--to-ports", "--random"}),
+}
+
 
 @dataclass
 class _ChainBuild:
@@ -370,8 +397,33 @@ class _RuleParser:
                 self.pos += 1
             if not word.startswith("-"):
                 raise self.syntax(f"Bad argument {word!r}")
+            if word.startswith("--") and "=" in word:  # getopt's --option=value
+                word, value = word.split("=", 1)
+                self.words.insert(self.pos, value)
+            if word.startswith("--"):
+                word = self.resolve_long(word)
             self.option(word, negate)
         return self.finish()
+
+    def resolve_long(self, opt: str) -> str:
+        """getopt_long() over the merged option table: an exact name, or an unambiguous
+        prefix of one (`--to` for `--to-destination`, `--dp` for `--dport`)."""
+        names = set(GENERIC_LONG_OPTIONS)
+        for module in self.modules:
+            names |= MODULE_OPTIONS[module]
+        proto_module = {1: "icmp", 6: "tcp", 17: "udp"}.get(self.f.proto or -1)
+        if proto_module and not self.f.proto_neg:
+            names |= MODULE_OPTIONS[proto_module]
+        if self.target_name is not None:
+            names |= TARGET_OPTIONS.get(self.target_name, frozenset())
+        if opt in names:
+            return opt
+        found = sorted(n for n in names if n.startswith(opt))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise self.syntax(f"option {opt!r} is ambiguous ({', '.join(found)})")
+        return opt  # unknown here; option() decides what to say
 
     def option(self, opt: str, negate: bool) -> None:
         generic: dict[str, Callable[[str, bool], None]] = {
@@ -623,14 +675,7 @@ class _RuleParser:
     def target_option(self, opt: str, negate: bool) -> bool:
         """Options of the -j target; False if the target does not own `opt`."""
         name = self.target_name
-        allowed = {
-            "REJECT": ("--reject-with",),
-            "SNAT": ("--to-source", "--random", "--random-fully", "--persistent"),
-            "DNAT": ("--to-destination", "--random", "--persistent"),
-            "MASQUERADE": ("--to-ports", "--random", "--random-fully"),
-            "REDIRECT": ("--to-ports", "--random"),
-        }.get(name or "", ())
-        if opt not in allowed:
+        if opt not in TARGET_OPTIONS.get(name or "", frozenset()):
             return False
         if negate:
             raise self.syntax(f"cannot have ! before {opt}")

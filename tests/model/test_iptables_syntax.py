@@ -241,6 +241,25 @@ def test_nat_spec_forms() -> None:
     assert str(targets[1]) == "DNAT to 1.2.3.4:1000-2000/3000"
 
 
+def test_getopt_prefixes_and_equals_as_iptables_accepts_them() -> None:
+    # Measured: iptables-restore-translate reads these as --dport, --to-destination, ...
+    rs = parse_iptables_restore(
+        "*nat\n-A PREROUTING -p tcp --dport=80 -j DNAT --to 1.2.3.4\n"
+        "-A POSTROUTING -p tcp -j SNAT --to 1.2.3.4\n"
+        "-A POSTROUTING -p tcp -j MASQUERADE --to 1000\n"
+        "-A PREROUTING -p tcp --dp 80 -j REDIRECT --to-port 8080\n"
+        "-A PREROUTING --proto udp -j ACCEPT\nCOMMIT\n")
+    one_ip = NatRange(NatFlag.MAP_IPS, A("1.2.3.4"), A("1.2.3.4"))
+    assert [(r.match, r.target) for r in rs.rules()] == [
+        (Match(proto=6, dport=one(80)), Dnat(one_ip)),
+        (Match(proto=6, dport=one(80)),
+         Redirect(NatRange(NatFlag.PROTO_SPECIFIED, None, None, 8080, 8080))),
+        (Match(proto=17), Accept()),
+        (Match(proto=6), Snat(one_ip)),
+        (Match(proto=6), Masquerade(NatRange(NatFlag.PROTO_SPECIFIED, None, None, 1000, 1000))),
+    ]
+
+
 def test_nat_target_in_user_chain_reached_from_the_right_hook_is_fine() -> None:
     rs = parse_iptables_restore("*nat\n:X - [0:0]\n-A X -j DNAT --to-destination 1.2.3.4\n"
                                 "-A PREROUTING -j X\n-A OUTPUT -j X\nCOMMIT\n")
@@ -315,6 +334,7 @@ BAD: list[tuple[str, type[Exception], int, str]] = [
     ("-A INPUT -j ACCEPT\n", RuleSyntaxError, 1, "no table"),
     ("*filter\n-A INPUT -m comment --comment \"open\n", RuleSyntaxError, 2, "quoting"),
     ("*filter\n-A INPUT -s 1.2.3 -j ACCEPT\nCOMMIT\n", RuleSyntaxError, 2, "not found"),
+    ("*nat\n-A PREROUTING -p tcp --d 80 -j ACCEPT\nCOMMIT\n", RuleSyntaxError, 2, "ambiguous"),
     # Valid for the kernel, outside the model:
     ("*filter\n-A INPUT -j LOG\nCOMMIT\n", UnsupportedRule, 2, "target -j LOG"),
     ("*filter\n-A INPUT -m limit --limit 1/s -j ACCEPT\nCOMMIT\n", UnsupportedRule, 2,
