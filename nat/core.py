@@ -179,7 +179,7 @@ def _handle_packet(conn: Conn, pkt: Packet, hook: Hook, direction: Direction, ct
         return udp_packet(conn, pkt, direction, ctinfo, now, sysctls)
     if proto == Proto.ICMP:
         return icmp_packet(conn, pkt, direction, ctinfo, now, sysctls)
-    return generic_packet(conn, direction, ctinfo, now, sysctls)
+    return generic_packet(conn, pkt, direction, ctinfo, now, sysctls)
 
 
 def _icmp_error_lookup(table: Table, pkt: Packet, now: float, zone: int) -> CtResult:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from nat.conn import Conn
+from nat.packet import Packet
 from nat.status import CtInfo, Status
 from nat.sysctl import Sysctls
 from nat.tuple import Direction
@@ -51,7 +52,7 @@ def generic_new(conn: Conn) -> Conn:
     return conn
 
 
-def generic_packet(conn: Conn, direction: Direction, ctinfo: CtInfo, now: float,
+def generic_packet(conn: Conn, pkt: Packet, direction: Direction, ctinfo: CtInfo, now: float,
                    sysctls: Sysctls) -> TrackResult:
     """generic_packet(): refresh to the generic timeout."""
     t = sysctls.generic_timeout
