@@ -85,13 +85,13 @@ class UdpStep(_Model):
     answer each one, to the source address and port it saw."""
 
     action: Literal["udp"] = "udp"
-    from_: str = Field(alias="from")
+    from_: str = Field(validation_alias="from", serialization_alias="from")
     to: str
     sport: Port
     dport: Port
     payload: str = ""
-    count: int = Field(1, ge=1, le=100_000)
-    interval: float = Field(0.0, ge=0, le=60)
+    count: int = Field(default=1, ge=1, le=100_000)
+    interval: float = Field(default=0.0, ge=0, le=60)
     reply: str | None = None
     listen: bool = True
     server: str | None = None
@@ -102,7 +102,7 @@ class TcpStep(_Model):
     reply, close (the client closes, with FIN or RST, or leaves it open)."""
 
     action: Literal["tcp"] = "tcp"
-    from_: str = Field(alias="from")
+    from_: str = Field(validation_alias="from", serialization_alias="from")
     to: str
     sport: Port
     dport: Port
@@ -117,18 +117,18 @@ class PingStep(_Model):
     """ICMP echo requests with identifier `id`, sequence numbers 1..count."""
 
     action: Literal["ping"] = "ping"
-    from_: str = Field(alias="from")
+    from_: str = Field(validation_alias="from", serialization_alias="from")
     to: str
     id: U16
-    count: int = Field(1, ge=1, le=10_000)
-    interval: float = Field(0.2, ge=0, le=60)
+    count: int = Field(default=1, ge=1, le=10_000)
+    interval: float = Field(default=0.2, ge=0, le=60)
 
 
 class RawStep(_Model):
     """One crafted IPv4 packet: the whole packet in `hex`, or built from the other fields."""
 
     action: Literal["raw"] = "raw"
-    from_: str = Field(alias="from")
+    from_: str = Field(validation_alias="from", serialization_alias="from")
     hex: str | None = None
     proto: str | int | None = None
     src: str | None = None
@@ -187,8 +187,8 @@ class Expect(_Model):
     """What should be seen at the end: conntrack lines (in `conntrack -L` syntax; timeout,
     mark and use may be left out) and what the hosts received."""
 
-    conntrack: tuple[str, ...] = Field((), strict=False)
-    received: tuple[Received, ...] = Field((), strict=False)
+    conntrack: tuple[str, ...] = Field(default=(), strict=False)
+    received: tuple[Received, ...] = Field(default=(), strict=False)
 
 
 class _SpecFile(_Model):
@@ -569,13 +569,13 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[st
             current = args[0] if args else None
         elif isinstance(current, type) and issubclass(current, BaseModel):
             field = next((f for n, f in current.model_fields.items()
-                          if n == part or f.alias == part), None)
+                          if part in (n, f.alias, f.validation_alias)), None)
             current = field.annotation if field is not None else None
         else:
             return []
     current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
+        return [str(f.validation_alias or f.alias or n) for n, f in current.model_fields.items()]
     return []
 
 
