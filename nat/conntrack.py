@@ -25,12 +25,10 @@ kernel's find_appropriate_src), so an expired entry nobody has reaped still coun
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from ipaddress import IPv4Address
 
 from nat.conn import Conn
 from nat.entry import Entry
-from nat.status import Status
 from nat.tuple import Direction, Tuple
 
 _Key = tuple[Tuple, int]
@@ -205,16 +203,6 @@ class Table:
         """`conntrack -L` at `now` (ctnetlink_dump_table): live entries only, in id order
         (the kernel's order is hash order: compare as multisets)."""
         return [c.as_entry(now) for c in self.conns(now)]
-
-    def set_status(self, conn_id: int, bits: Status) -> Conn:
-        """Set status bits on a stored entry and return the new value (a convenience for
-        callers that only flip bits, e.g. DYING)."""
-        conn = self._conns.get(conn_id)
-        if conn is None:
-            raise TableError(f"entry {conn_id} is not in the table")
-        new = replace(conn, status=conn.status | bits)
-        self._conns[conn_id] = new
-        return new
 
     # -- internals ------------------------------------------------------------------------
 

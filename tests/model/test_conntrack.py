@@ -371,3 +371,18 @@ def test_sysctls_change_the_model() -> None:
     gw.send(udp(CLIENT, SERVER, 1, 2), 0.0)
     gw.send(generic(CLIENT, SERVER), 0.0)
     assert sorted(e.timeout or 0 for e in gw.entries(0.0)) == [10, 20]
+
+
+def test_replace_with_new_tuples_moves_the_nodes_or_refuses() -> None:
+    t = Table()
+    c = _conn(t, T1)
+    t.insert(c)
+    blocker = _conn(t, Tuple(Proto.UDP, A, B, 7, 7))
+    t.insert(blocker)
+    moved = replace(c, reply=Tuple(Proto.UDP, B, ROUTER, 53, 1000))
+    t.replace(moved)
+    assert t.lookup(invert(T1), 0, 0.0) is None
+    assert t.lookup(moved.reply, 0, 0.0) == (moved, Direction.REPLY)
+    with pytest.raises(TableError):
+        t.replace(replace(moved, reply=blocker.orig))
+    assert t.lookup(moved.reply, 0, 0.0) == (moved, Direction.REPLY)   # left as it was
