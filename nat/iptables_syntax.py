@@ -488,7 +488,11 @@ class _RuleParser:
             try:
                 net = IPv4Network(part, strict=False)
             except (AddressValueError, NetmaskValueError, ValueError):
-                if any(c.isalpha() for c in part.split("/")[0]):
+                host = part.split("/")[0]
+                if _xtables_numeric(host):
+                    raise self.unsupported(f"address written as {host!r} (iptables reads "
+                                           "short, octal and hex forms its own way)") from None
+                if any(c.isalpha() for c in host):
                     raise self.unsupported(f"host name {part!r} (needs a DNS lookup)") from None
                 raise self.syntax(f"host/network {part!r} not found") from None
             nets.append(net)
@@ -814,6 +818,23 @@ class _RuleParser:
                     icmp_type=f.icmp_type, icmp_code=f.icmp_code, tcp_flags=f.tcp_flags)
                 rules.append(Rule(match, target, source, self.lineno))
         return rules
+
+
+def _xtables_numeric(text: str) -> bool:
+    """Would xtables_numeric_to_ipaddr() take it: 1 to 4 dotted parts, each a C number
+    (decimal, 0-octal or 0x-hex) up to 255? (It pads missing parts with zeros.)"""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return False
+    for part in parts:
+        try:
+            value = int(part, 16) if part.lower().startswith("0x") else (
+                int(part, 8) if part.startswith("0") and len(part) > 1 else int(part, 10))
+        except ValueError:
+            return False
+        if not 0 <= value <= 255:
+            return False
+    return True
 
 
 def _any_is_none(net: IPv4Network | None, negate: bool) -> IPv4Network | None:

@@ -333,7 +333,7 @@ BAD: list[tuple[str, type[Exception], int, str]] = [
     ("*foo\nCOMMIT\n", RuleSyntaxError, 1, "table name"),
     ("-A INPUT -j ACCEPT\n", RuleSyntaxError, 1, "no table"),
     ("*filter\n-A INPUT -m comment --comment \"open\n", RuleSyntaxError, 2, "quoting"),
-    ("*filter\n-A INPUT -s 1.2.3 -j ACCEPT\nCOMMIT\n", RuleSyntaxError, 2, "not found"),
+    ("*filter\n-A INPUT -s 1.2.3.256 -j ACCEPT\nCOMMIT\n", RuleSyntaxError, 2, "not found"),
     ("*nat\n-A PREROUTING -p tcp --d 80 -j ACCEPT\nCOMMIT\n", RuleSyntaxError, 2, "ambiguous"),
     # Valid for the kernel, outside the model:
     ("*filter\n-A INPUT -j LOG\nCOMMIT\n", UnsupportedRule, 2, "target -j LOG"),
@@ -345,6 +345,7 @@ BAD: list[tuple[str, type[Exception], int, str]] = [
      "service name"),
     ("*filter\n-A INPUT -s host.example -j DROP\nCOMMIT\n", UnsupportedRule, 2, "host name"),
     ("*filter\n-A INPUT -f -j DROP\nCOMMIT\n", UnsupportedRule, 2, "fragment"),
+    ("*filter\n-A INPUT -s 010.1 -j DROP\nCOMMIT\n", UnsupportedRule, 2, "address written as"),
     ("*filter\n-A INPUT -m conntrack --ctstatus ASSURED -j DROP\nCOMMIT\n", UnsupportedRule, 2,
      "--ctstatus"),
     ("*filter\n-A INPUT -p tcp -m multiport --ports 1,2 -j DROP\nCOMMIT\n", UnsupportedRule, 2,

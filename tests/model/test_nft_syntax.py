@@ -260,7 +260,7 @@ BAD: list[tuple[str, type[Exception], int, str]] = [
     (chain("accept", "type route hook output priority 0;"), UnsupportedRule, 3, "route"),
     (chain("accept", "type filter hook ingress device eth0 priority 0;", "netdev"),
      UnsupportedRule, 1, "family 'netdev'"),
-    ("delete table ip t\n", UnsupportedRule, 1, "command 'delete'"),
+    ("table ip t {\n}\ndelete table ip t\n", UnsupportedRule, 3, "command 'delete'"),
     (chain("snat ip prefix to 10.0.0.0/24", "type nat hook postrouting priority 100;"),
      UnsupportedRule, 4, "NETMAP"),
     ("table ip t {\n set s {\n  type ipv4_addr\n }\n}\n", UnsupportedRule, 2, "table set"),
@@ -272,8 +272,7 @@ BAD: list[tuple[str, type[Exception], int, str]] = [
     (chain("tcp dport < 1024 accept"), UnsupportedRule, 4, "comparison"),
     (chain("ct state vmap { new : accept }"), UnsupportedRule, 4, "vmap"),
     (chain('iifname "eth+" accept'), UnsupportedRule, 4, "literal"),
-    (chain("accept") + "add rule ip t c position 3 drop\n", UnsupportedRule, 7,
-     "rule position"),
+    (chain("accept") + "add rule ip t c index 0 drop\n", UnsupportedRule, 7, "rule index"),
 ]
 
 
