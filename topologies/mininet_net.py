@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -218,13 +220,44 @@ def running(
         raise RuntimeError(f"run id {run_id} is already in use (state file in {state_dir})")
     builder = _Builder(topology, run_id, state_dir)
     with ExitStack() as stack:
-        write_state(builder.state, state_dir)  # before anything exists
         stack.push(builder.exit)
+        write_state(builder.state, state_dir)  # before anything exists
         started = time.monotonic()
         builder.build()
         builder.network.start_seconds = time.monotonic() - started
         log.debug("%s up in %.3f s", builder.network, builder.network.start_seconds)
         yield builder.network
+
+
+class _SigintDeferred:
+    """Hold SIGINT back for the duration (main thread only; Python runs signal handlers only
+    there), then deliver it the way the previous handler would have, if asked to."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.previous: Any = None
+        self.active = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> _SigintDeferred:
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self.held = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def deliver(self) -> None:
+        """Act on a held SIGINT as the restored handler would (default: KeyboardInterrupt)."""
+        if not self.held:
+            return
+        if callable(self.previous):
+            self.previous(signal.SIGINT, None)
+        elif self.previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class _Builder:
@@ -453,13 +486,17 @@ class _Builder:
 
     def exit(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         """ExitStack hook: tear down; a teardown failure while another error propagates is
-        attached to that error as a note instead of hiding it."""
-        try:
-            self.teardown()
-        except TeardownError as e:
-            if exc is None:
-                raise
-            exc.add_note(f"also, teardown failed: {e}")
+        attached to that error as a note instead of hiding it. A Ctrl-C during teardown is
+        held back until teardown is done (then raised, unless an error already propagates)."""
+        with _SigintDeferred() as sigint:
+            try:
+                self.teardown()
+            except TeardownError as e:
+                if exc is None:
+                    raise
+                exc.add_note(f"also, teardown failed: {e}")
+        if exc is None:
+            sigint.deliver()
         return False
 
     def teardown(self) -> None:

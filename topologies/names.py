@@ -201,12 +201,27 @@ def write_state(state: RunState, state_dir: Path = STATE_DIR) -> Path:
     state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = state_path(state.run_id, state_dir)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(state.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(state.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only still there when interrupted before the rename
     return path
+
+
+def stale_temp_files(state_dir: Path = STATE_DIR) -> list[Path]:
+    """Half-written state files (`<run_id>.tmp<pid>`) whose writer is gone (SIGKILL)."""
+    if not state_dir.is_dir():
+        return []
+    out = []
+    for p in state_dir.glob("*.tmp*"):
+        stem, _, pid = p.name.partition(".tmp")
+        if is_run_id(stem) and pid.isdigit() and process_start_time(int(pid)) is None:
+            out.append(p)
+    return out
 
 
 def read_state(run_id: str, state_dir: Path = STATE_DIR) -> RunState | None:

@@ -35,6 +35,7 @@ from topologies.names import (
     read_state,
     remove_state,
     run_id_of_marker,
+    stale_temp_files,
     state_path,
     state_run_ids,
 )
@@ -259,6 +260,9 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
             errors.append("still there after sweeping " + left.describe())
         elif remove_state(rid, state_dir):
             states_removed.append(rid)
+    for tmp in stale_temp_files(state_dir):
+        tmp.unlink(missing_ok=True)
+        states_removed.append(tmp.name)
     return SweepReport(
         swept=tuple(targets),
         skipped=tuple(skipped),

@@ -289,3 +289,20 @@ def test_popen_children_are_stopped(home_net: Network, wait_until: Callable[...,
     assert info.netns == os.readlink(f"/proc/{home_net.host('desktop').pid}/ns/net")
     home_net.host("desktop").stop_children()
     assert proc.returncode is not None
+
+
+def test_ctrl_c_during_teardown_is_held_until_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    import topologies.mininet_net as mn
+
+    original = mn._Builder.teardown
+    ids: list[str] = []
+
+    def interrupted_teardown(self: mn._Builder) -> None:
+        ids.append(self.run_id)
+        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C right as teardown starts
+        original(self)
+
+    monkeypatch.setattr(mn._Builder, "teardown", interrupted_teardown)
+    with pytest.raises(KeyboardInterrupt), running(preset("home")):
+        pass
+    assert ids and find_leftovers(ids[0]).empty

@@ -32,6 +32,7 @@ from topologies.names import (
     remove_state,
     run_id_of_marker,
     shell_marker,
+    stale_temp_files,
     state_path,
     state_run_ids,
     write_state,
@@ -341,6 +342,18 @@ def test_state_file_round_trip(tmp_path: Path) -> None:
     assert read_state("nlab12", tmp_path) is None
     with pytest.raises(ValueError, match="not a natlab run id"):
         state_path("../etc/x", tmp_path)
+
+
+def test_stale_temp_files(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f"nlab12.tmp{dead.pid}").write_text("{")
+    (tmp_path / f"nlab13.tmp{os.getpid()}").write_text("{")  # its writer is alive
+    (tmp_path / "other.tmp1").write_text("{")  # not ours
+    assert stale_temp_files(tmp_path) == [tmp_path / f"nlab12.tmp{dead.pid}"]
 
 
 def test_dead_owner_is_not_alive() -> None:
