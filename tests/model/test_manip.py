@@ -178,6 +178,20 @@ def test_quoted_tcp_with_20_bytes_but_cut_options_gets_its_checksum_adjusted() -
     assert out.to_bytes()[36:38] != inner.to_bytes()[36:38]   # the checksum moved
 
 
+def test_quoted_tcp_with_19_bytes_keeps_its_checksum() -> None:
+    """18 or 19 bytes of quoted TCP include the checksum field but not a whole header: the
+    kernel changes the port and leaves the checksum as it was."""
+    tcp = with_fresh_checksums(Packet(IPv4Header(A("192.0.2.10"), A("198.51.100.2"),
+                                                 Proto.TCP),
+                                      TcpHeader(33000, 80, 1, 0, 0x02)), lengths=True)
+    inner = parse(quoted(tcp, 20 + 19), quoted=True)
+    target = Tuple(Proto.TCP, A("198.51.100.1"), A("198.51.100.2"), 40000, 80)
+    out = manip_pkt(inner, target, ManipType.SRC).to_bytes()
+    assert out[20:22] == (40000).to_bytes(2, "big")
+    assert out[36:38] == tcp.to_bytes()[36:38]
+    assert out[22:] == inner.to_bytes()[22:]
+
+
 def test_too_short_for_the_rewrite_raises() -> None:
     inner = parse(bytes.fromhex("4500001c0000400040110000c0000202c6336402") + b"\x9c\x40",
                   quoted=True)
@@ -237,5 +251,12 @@ def test_icmp_error_about_a_translated_packet_translates_back(
     # The error travels in the reply direction: the inner packet gets the opposite manip
     # towards tuple[ORIGINAL], the outer header the hook's manip towards its inverse.
     out = icmp_reply_translation(error, orig, inner_m, invert(orig), outer_m)
+    expected_quote = bytearray(quoted(pkt, keep))
+    tcp_bytes = keep - pkt.ip.header_length
+    if pkt.proto == Proto.TCP and 18 <= tcp_bytes < 20:
+        # The quote holds the TCP checksum but not the whole 20-byte header: tcp_manip_pkt
+        # changes only the port, so the checksum stays as the translated packet had it.
+        at = pkt.ip.header_length + 16
+        expected_quote[at:at + 2] = forwarded.to_bytes()[at:at + 2]
     assert out == icmp_error(expected_src, expected_dst, err_type, err_code,
-                             quoted(pkt, keep), ttl)
+                             bytes(expected_quote), ttl)
