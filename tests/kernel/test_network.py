@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Interface
 from typing import Any
@@ -26,6 +28,7 @@ from topologies.names import (
     STATE_DIR,
     interface_indexes,
     is_run_id,
+    new_run_id,
     new_state,
     read_state,
     remove_state,
@@ -306,3 +309,18 @@ def test_ctrl_c_during_teardown_is_held_until_done(monkeypatch: pytest.MonkeyPat
     with pytest.raises(KeyboardInterrupt), running(preset("home")):
         pass
     assert ids and find_leftovers(ids[0]).empty
+
+
+@pytest.mark.parametrize("delay", [0.005, 0.02, 0.04, 0.06, 0.08])
+def test_ctrl_c_at_any_point_of_bring_up_leaves_nothing(delay: float) -> None:
+    run_id = new_run_id()
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        with running(preset("home"), run_id):
+            time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        timer.cancel()
+    assert find_leftovers(run_id).empty, find_leftovers(run_id).describe()
