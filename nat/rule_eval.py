@@ -82,6 +82,8 @@ class EvalError(RuntimeError):
 
 # XT_MAX_CHAIN_DEPTH / NFT_JUMP_STACK_SIZE: how deep jumps may nest.
 MAX_DEPTH = 16
+# A walk longer than this is a goto loop in a hand-built ruleset (parsers refuse loops).
+MAX_STEPS = 100_000
 
 
 def evaluate(ruleset: Ruleset, chain: Chain, ctx: RuleContext) -> RuleOutcome:
@@ -91,7 +93,7 @@ def evaluate(ruleset: Ruleset, chain: Chain, ctx: RuleContext) -> RuleOutcome:
     stack: list[tuple[Chain, int]] = []
     trail: list[str] = []
     current, index = chain, 0
-    while True:
+    for _ in range(MAX_STEPS):
         if index >= len(current.rules):
             if not stack:  # end of the base chain (or of a chain reached by goto from it)
                 return _policy(chain, trail)
@@ -118,6 +120,7 @@ def evaluate(ruleset: Ruleset, chain: Chain, ctx: RuleContext) -> RuleOutcome:
             current, index = nxt, 0
         else:
             return RuleOutcome(target, rule, current, chain, tuple(trail), index)
+    raise EvalError(f"no verdict after {MAX_STEPS} steps from {chain.name}: a goto loop?")
 
 
 def _policy(base: Chain, trail: list[str]) -> RuleOutcome:

@@ -20,6 +20,7 @@ from nat.rules import (
     Chain,
     Dnat,
     Drop,
+    Goto,
     Jump,
     Masquerade,
     Match,
@@ -269,6 +270,9 @@ def test_hand_built_rulesets_that_cannot_be_walked() -> None:
                   (Rule(Match(), Jump("L")),))
     with pytest.raises(EvalError, match="deeper"):
         evaluate(Ruleset((base2, loop)), base2, ctx)
+    spin = Chain("filter", "L", "filter", rules=(Rule(Match(), Goto("L")),))
+    with pytest.raises(EvalError, match="goto loop"):
+        evaluate(Ruleset((base2, spin)), base2, ctx)
 
 
 # -- property: every syntax of a ruleset decides every packet the same way --------------------
