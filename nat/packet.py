@@ -186,11 +186,14 @@ class Packet:
         """One line, tcpdump-like, for journeys and diffs."""
         ip = self.ip
         if isinstance(self.l4, TcpHeader):
-            names = "".join(c for c, bit in zip("FSRPAUEC", (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR), strict=True) if self.l4.flags & bit)
+            bits = (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR)
+            names = "".join(c for c, bit in zip("FSRPAUEC", bits, strict=True)
+                            if self.l4.flags & bit)
             return (f"TCP {ip.src}:{self.l4.sport} > {ip.dst}:{self.l4.dport} [{names or '.'}] "
                     f"seq={self.l4.seq} ack={self.l4.ack} len={len(self.payload)}")
         if isinstance(self.l4, UdpHeader):
-            return f"UDP {ip.src}:{self.l4.sport} > {ip.dst}:{self.l4.dport} len={len(self.payload)}"
+            return (f"UDP {ip.src}:{self.l4.sport} > {ip.dst}:{self.l4.dport} "
+                    f"len={len(self.payload)}")
         if isinstance(self.l4, IcmpHeader):
             return (f"ICMP {ip.src} > {ip.dst} type={self.l4.type} code={self.l4.code} "
                     f"id={self.l4.id} seq={self.l4.seq}")
@@ -219,13 +222,17 @@ def parse(data: bytes, *, quoted: bool = False) -> Packet:
         return Packet(ip, None, rest)
     l4: L4Header | None = None
     if proto == Proto.TCP and len(rest) >= 20:
-        sport, dport, seq, ack, offres, flags, win, tcsum, urg = struct.unpack_from("!HHIIBBHHH", rest)
+        sport, dport, seq, ack, offres, flags, win, tcsum, urg = struct.unpack_from(
+            "!HHIIBBHHH", rest)
         doff = (offres >> 4) * 4
-        if doff < 20:
-            raise MalformedPacket(f"TCP data offset {doff} is below 20")
-        if doff > len(rest):
+        if doff < 20 or doff > len(rest):
+            # A quoted header is only looked at for its ports (the kernel's ICMP error path
+            # does not validate it): keep its bytes as they are.
+            if not quoted and doff < 20:
+                raise MalformedPacket(f"TCP data offset {doff} is below 20")
             if not quoted:
-                raise MalformedPacket(f"TCP header length {doff} beyond the packet's {len(rest)} bytes")
+                raise MalformedPacket(
+                    f"TCP header length {doff} beyond the packet's {len(rest)} bytes")
             return Packet(ip, None, rest)
         l4 = TcpHeader(sport, dport, seq, ack, flags, win, tcsum, urg, rest[20:doff], offres & 0x0F)
         return Packet(ip, l4, rest[doff:])

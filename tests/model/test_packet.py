@@ -153,3 +153,15 @@ def test_not_an_error_or_unreadable_quote() -> None:
     assert icmp_error_inner(garbage) is None and inner_tuple(garbage) is None
     short = replace(error_about(echo, 3), payload=bytes(12))
     assert icmp_error_inner(short) is None
+
+
+def test_quoted_tcp_with_a_bad_data_offset_still_gives_its_ports() -> None:
+    """The kernel reads only the ports of a quoted header; a garbage data offset there does not
+    stop the RELATED lookup."""
+    raw = bytes.fromhex("45000028000000004006000001010101 02020202 9c400050") + bytes(8) \
+        + b"\x10" + bytes(7)
+    with pytest.raises(MalformedPacket, match="data offset 4"):
+        parse(raw)
+    inner = parse(raw, quoted=True)
+    assert inner.l4 is None and inner.to_bytes() == raw
+    assert get_tuple(inner) == Tuple(Proto.TCP, A("1.1.1.1"), A("2.2.2.2"), 40000, 80)
