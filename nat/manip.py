@@ -29,6 +29,8 @@ from nat.maniptype import ManipType
 from nat.packet import Packet, parse
 from nat.tuple import Proto, Tuple
 
+__all__ = ["ICMP_QUERY_TYPES", "ManipError", "ManipType", "icmp_reply_translation", "manip_pkt"]
+
 ICMP_QUERY_TYPES: frozenset[int] = frozenset({0, 8, 13, 14, 15, 16, 17, 18})
 """ICMP types whose identifier NAT rewrites (echo, timestamp, info, address mask)."""
 
