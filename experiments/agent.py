@@ -48,6 +48,8 @@ _PKTINFO_LEN = 12
 # linux/tcp.h: struct tcp_info starts with the u8 tcpi_state; TCP_CLOSE is 7 (net/tcp_states.h).
 _TCP_INFO = getattr(socket, "TCP_INFO", 11)
 _TCP_CLOSE = 7
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_RCVBUF = 8 << 20
 
 
 class Agent:
@@ -65,6 +67,8 @@ class Agent:
         self._conn_seq = 0
         self._stopping = threading.Event()
         self._icmp_send: socket.socket | None = None
+        self._sniffers: list[socket.socket] = []
+        self._readers: list[threading.Thread] = []
         self._raw_send: socket.socket | None = None
 
     # ---- output -------------------------------------------------------------------------
@@ -78,8 +82,10 @@ class Agent:
             self._out.write(line + "\n")
             self._out.flush()
 
-    def _thread(self, target: Any, *args: Any) -> None:
-        threading.Thread(target=target, args=args, daemon=True).start()
+    def _thread(self, target: Any, *args: Any) -> threading.Thread:
+        t = threading.Thread(target=target, args=args, daemon=True)
+        t.start()
+        return t
 
     # ---- sniffing: what the host's IP layer delivers ------------------------------------
 
@@ -87,15 +93,18 @@ class Agent:
         """Raw sockets get a copy of every locally delivered packet of their protocol."""
         for proto in (socket.IPPROTO_ICMP, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
             s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            self._thread(self._sniff, s)
+            _big_buffer(s)
+            self._sniffers.append(s)
+            self._readers.append(self._thread(self._sniff, s))
 
     def _sniff(self, s: socket.socket) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 data = s.recv(65535)
             except OSError:
                 return
+            if not data and self._stopping.is_set():
+                return   # shut down by close(), after the queue was read to its end
             self.emit("packet", time=time.time(), data=data.hex())
 
     # ---- UDP ---------------------------------------------------------------------------
@@ -107,17 +116,18 @@ class Agent:
             try:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+                _big_buffer(s)
                 s.bind(("0.0.0.0", port))
             except BaseException:
                 s.close()
                 raise
             self._udp[port] = s
             self._udp_reply.setdefault(port, None)
-            self._thread(self._udp_loop, port, s)
+            self._readers.append(self._thread(self._udp_loop, port, s))
         return s
 
     def _udp_loop(self, port: int, s: socket.socket) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 data, anc, _flags, peer = s.recvmsg(65535, socket.CMSG_SPACE(_PKTINFO_LEN))
             except OSError as e:
@@ -125,6 +135,8 @@ class Agent:
                     return
                 # An ICMP error queued on the socket (e.g. port unreachable): keep going.
                 continue
+            if not data and self._stopping.is_set():
+                return   # shut down by close(), after the queue was read to its end
             dst = "0.0.0.0"
             for level, kind, blob in anc:
                 if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
@@ -314,6 +326,7 @@ class Agent:
         op = cmd.pop("op", None)
         try:
             if op == "quit":
+                self.close()
                 self.emit("ok", id=cmd_id)
                 return False
             if op == "received":
@@ -337,13 +350,36 @@ class Agent:
         return True
 
     def close(self) -> None:
+        """Record what is still queued, then close everything.
+
+        Receiving sockets are shut down for reading first: their threads then read every
+        packet already queued and stop at the end of the queue, so nothing that reached the
+        host before `quit` goes unrecorded."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
-        socks: list[socket.socket | None] = [*self._udp.values(), *self._tcp_listeners.values(),
-                                             *self._open_tcp, self._icmp_send, self._raw_send]
+        for receiving in [*self._sniffers, *self._udp.values()]:
+            with contextlib.suppress(OSError):
+                receiving.shutdown(socket.SHUT_RD)
+        deadline = time.monotonic() + 2.0
+        for t in self._readers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        socks: list[socket.socket | None] = [*self._sniffers, *self._udp.values(),
+                                             *self._tcp_listeners.values(), *self._open_tcp,
+                                             self._icmp_send, self._raw_send]
         for s in socks:
             if s is not None:
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+def _big_buffer(s: socket.socket) -> None:
+    """A receive buffer that holds a burst (SO_RCVBUFFORCE: root may exceed rmem_max), so a
+    step's datagrams are not lost in the receiving socket while the agent is busy."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
 
 
 def _wait_tcp_closed(conn: socket.socket, deadline: float) -> int:

@@ -13,9 +13,11 @@ it), since the combined SLL2 file is awkward to read per interface.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.wire import WirePacket
-from topologies.hostexec import HostHandle
+from topologies.hostexec import CommandError, HostHandle
 
 Direction = Literal["in", "out"]
 
@@ -33,6 +35,18 @@ LINKTYPE_LINUX_SLL2 = 276    # Linux "cooked" capture v2
 SLL2_HEADER_LEN = 20
 PACKET_OUTGOING = 4          # include/uapi/linux/if_packet.h PACKET_OUTGOING
 ETH_P_IP = 0x0800
+
+# In immediate mode libpcap uses a TPACKET_V2 ring of fixed-size frames (snaplen each): with
+# tcpdump's defaults (262144 bytes, 2 MiB) that is 8 frames, and a burst of a few packets
+# overflows it ("dropped by kernel"). Our links have a 1500-byte MTU: 16 KiB frames in a
+# 32 MiB ring hold ~2000 packets.
+SNAPLEN = 16384
+BUFFER_KIB = 32768
+ETH_P_MARKER = 0x88B5       # IEEE 802 "local experimental" ethertype: conntrack never sees it
+_MARKER_SENDER = (
+    "import socket,sys;s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);s.bind(('lo',0));"
+    "s.send(bytes(12)+bytes.fromhex('88b5')+bytes.fromhex(sys.argv[1]))"
+)
 
 _MAGIC_USEC = 0xA1B2C3D4
 _MAGIC_NSEC = 0xA1B23C4D
@@ -151,10 +165,12 @@ class Capture:
         self._stderr: list[str] = []
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
+        self.drained: bool | None = None   # did stop() see its end marker in the file?
 
     @property
     def argv(self) -> tuple[str, ...]:
         return ("tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-U", "--immediate-mode",
+                "-s", str(SNAPLEN), "-B", str(BUFFER_KIB),
                 "--time-stamp-precision=nano", "-Z", "root", "-w", str(self.path))
 
     @property
@@ -192,11 +208,39 @@ class Capture:
             if "listening on" in line:
                 self._listening.set()
 
+    def _records(self) -> list[_Record]:
+        try:
+            return _read_pcap(self.path.read_bytes())[1]
+        except FileNotFoundError:
+            return []
+
+    def drain(self, timeout: float = 2.0) -> bool:
+        """Make sure every packet captured so far is in the file.
+
+        tcpdump leaves packets still in its ring unwritten when it is signalled (and counts
+        them as "dropped by kernel"). So a marker frame (ethertype 0x88B5, never IPv4, never
+        tracked) is sent on the gateway's `lo`, and we wait until it is in the file: the
+        ring is in arrival order, so everything before it is written too."""
+        token = secrets.token_bytes(8)
+        try:
+            self.host.run((sys.executable, "-c", _MARKER_SENDER, b"natlab-end".hex()
+                           + token.hex()))
+        except CommandError:
+            return False
+        needle = struct.pack("!H", ETH_P_MARKER)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(r.data[:2] == needle and r.data.endswith(token) for r in self._records()):
+                return True
+            time.sleep(0.002)
+        return False
+
     def stop(self) -> None:
         proc = self._proc
         if proc is None:
             return
         if proc.poll() is None:
+            self.drained = self.drain()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(5.0)

@@ -204,6 +204,9 @@ def set_sysctls(host: HostHandle, mapping: Mapping[str, str]) -> dict[str, str]:
 def read_sysctls(host: HostHandle, names: Iterable[str]) -> dict[str, str]:
     """Values of `names` (a name may be a directory such as `net.netfilter`: all its entries).
     Whitespace inside values (tcp_rmem's tabs) is normalised to single spaces."""
+    names = tuple(names)
+    if not names:
+        return {}
     argv = ("sysctl", *names)
     try:
         proc = host.run(argv)

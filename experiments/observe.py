@@ -6,15 +6,17 @@ Snapshots keep the raw lines for the record and parse them with `nat.listing.par
 checked, and an empty table is a normal answer.
 
 The event log runs `conntrack -E -o timestamp` in the gateway for the whole traffic phase. It
-starts "ready" only once its netlink socket has joined the conntrack multicast groups (read
-from /proc/<pid>/net/netlink), and stops only once that socket's receive queue is empty, so
-no event of the run is lost at either end.
+is "ready" only once its netlink socket has joined the conntrack multicast groups (read from
+/proc/<pid>/net/netlink), and it stops only once a marker event sent after the traffic is in
+its file, so no event of the run is lost at either end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -30,7 +32,11 @@ EventType = Literal["NEW", "UPDATE", "DESTROY"]
 
 LIST: tuple[str, ...] = ("conntrack", "-L", "-f", "ipv4")
 FLUSH: tuple[str, ...] = ("conntrack", "-F")
-EVENTS: tuple[str, ...] = ("conntrack", "-E", "-f", "ipv4", "-o", "timestamp")
+# Line-buffered (stdbuf), so each event is in the file as soon as conntrack printed it.
+EVENTS: tuple[str, ...] = ("stdbuf", "-oL", "conntrack", "-E", "-f", "ipv4", "-o", "timestamp")
+# The end-of-log marker: an entry inserted by hand, with addresses no traffic of ours uses.
+MARKER_SRC = "127.255.0.1"
+MARKER_DST = "127.255.0.2"
 
 NETLINK_NETFILTER = 12  # include/uapi/linux/netlink.h
 
@@ -152,6 +158,7 @@ class EventLog:
         self._out: IO[bytes] | None = None
         self._err_path = path.with_suffix(path.suffix + ".stderr")
         self._err: IO[bytes] | None = None
+        self.drained: bool | None = None   # did stop() see its end marker in the file?
 
     def start(self) -> None:
         self._out = open(self.path, "wb")  # noqa: SIM115 - closed in stop()
@@ -170,18 +177,41 @@ class EventLog:
                                    f"to conntrack events within {self.ready_timeout} s")
             time.sleep(0.002)
 
-    def stop(self, *, drain_timeout: float = 2.0) -> None:
-        """Wait until the kernel's queue for our socket is empty, then SIGTERM our process."""
+    def _marker(self, op: str, port: int) -> tuple[str, ...]:
+        argv = ("conntrack", op, "-p", "udp", "-s", MARKER_SRC, "-d", MARKER_DST,
+                "--sport", "9", "--dport", str(port))
+        return argv + (("-t", "5") if op == "-I" else ())
+
+    def drain(self, timeout: float = 2.0) -> bool:
+        """Make sure every event the kernel sent so far is in the file.
+
+        Events travel in order on one netlink socket, so a marker entry is inserted
+        (`conntrack -I`), and the log is complete up to now once the marker's NEW event is in
+        the file. The marker is deleted at once; events() leaves its lines out."""
+        port = secrets.randbelow(60000) + 1024
+        try:
+            self.host.run(self._marker("-I", port))
+        except CommandError:
+            return False
+        needle = f"src={MARKER_SRC} dst={MARKER_DST} sport=9 dport={port} "
+        deadline = time.monotonic() + timeout
+        found = False
+        while time.monotonic() < deadline:
+            if needle in self.path.read_text(errors="replace"):
+                found = True
+                break
+            time.sleep(0.002)
+        with contextlib.suppress(CommandError):   # gone already: it has a 5-s timeout
+            self.host.run(self._marker("-D", port))
+        return found
+
+    def stop(self) -> None:
+        """Drain (see drain()), then SIGTERM our own conntrack process and wait for it."""
         proc = self._proc
         if proc is None:
             return
-        deadline = time.monotonic() + drain_timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            state = netlink_socket_state(proc.pid)
-            if state is None or state[1] == 0:
-                break
-            time.sleep(0.002)
         if proc.poll() is None:
+            self.drained = self.drain()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(2.0)
@@ -204,7 +234,7 @@ class EventLog:
         out: list[ConntrackEvent] = []
         for line in self.path.read_text(errors="replace").splitlines():
             ev = parse_event_line(line)
-            if ev is not None:
+            if ev is not None and f"src={MARKER_SRC} dst={MARKER_DST} " not in line:
                 out.append(ev)
         return out
 

@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from experiments.model_run import listener_hosts, raw_packet, resolve_address
+from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
+from experiments.world import Received
 from topologies.description import Topology
 from topologies.hostexec import HostHandle
-
-if TYPE_CHECKING:
-    from experiments.world import Received
 
 AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.agent")
 PING_PAYLOAD = bytes(range(56))   # what `ping` sends, and what the model's world sends
@@ -244,8 +244,7 @@ class Traffic:
         deadline = time.monotonic() + timeout
         last = self.mark()
         while time.monotonic() < deadline:
-            seen = last
-            self._wait(lambda evs: len(evs) > seen, min(period, deadline - time.monotonic()))
+            self._wait(_longer_than(last), min(period, deadline - time.monotonic()))
             now = self.mark()
             if now == last:
                 return
@@ -370,9 +369,6 @@ class Traffic:
     def run_step(self, index: int, step: object,
                  raw_seen: Callable[[bytes], bool] | None = None) -> StepResult:
         """Run one spec step (checkpoints are the caller's: they read the gateway's table)."""
-        from experiments.model_run import listener_hosts, raw_packet, resolve_address
-        from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
-
         topo = self.topology
         if isinstance(step, UdpStep):
             listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
@@ -412,8 +408,6 @@ class Traffic:
     def received(self) -> dict[str, list[Received]]:
         """Per host, in arrival order: UDP datagrams and TCP data its sockets read, and every
         ICMP message delivered to it (note = "type T code C")."""
-        from experiments.world import Received  # the model's type; imported late, as it
-                                                # pulls in the whole model
         out: dict[str, list[Received]] = {name: [] for name in self.hosts}
         for host, e in self.since(0):
             kind = e["event"]
@@ -430,6 +424,20 @@ class Traffic:
                                           f"type {data[ihl]} code {data[ihl + 1]}"))
         return out
 
+    def wait_received(self, host: str, predicate: Callable[[Received], bool], count: int = 1,
+                      timeout: float = 1.0) -> list[Received]:
+        """What `host` received that satisfies `predicate`, once there are `count` of them
+        or the deadline passed. Each agent reports on its own pipe, so right after a step
+        another host's report of the same exchange may still be on its way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = self.mark()
+            got = [r for r in self.received()[host] if predicate(r)]
+            left = deadline - time.monotonic()
+            if len(got) >= count or left <= 0:
+                return got
+            self._wait(_longer_than(mark), left)
+
     def delivered(self) -> dict[str, list[Delivered]]:
         """Per host, every IPv4 TCP/UDP/ICMP packet its IP layer delivered locally."""
         out: dict[str, list[Delivered]] = {name: [] for name in self.hosts}
@@ -437,6 +445,10 @@ class Traffic:
             if e["event"] == "packet":
                 out[host].append(Delivered(host, e["time"] - self.t0, bytes.fromhex(e["data"])))
         return out
+
+
+def _longer_than(n: int) -> Callable[[list[tuple[str, Event]]], bool]:
+    return lambda evs: len(evs) > n
 
 
 def _started(host: str) -> Callable[[list[tuple[str, Event]]], bool]:

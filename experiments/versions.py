@@ -8,6 +8,7 @@ missing rather than failing the run.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -63,9 +64,15 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
+@functools.cache
+def tool_versions() -> dict[str, str]:
+    """The tools' version lines, read once per process (they do not change under us)."""
+    return {key: _first_line(argv) for key, argv in _COMMANDS.items()}
+
+
 def collect_versions() -> Versions:
-    """Read every version now (a few short commands, ~50 ms)."""
-    tools = {key: _first_line(argv) for key, argv in _COMMANDS.items()}
+    """Every version: the tools' (cached), natlab's and the checkout's commit (read now)."""
+    tools = tool_versions()
     try:
         natlab = importlib.metadata.version("natlab")
     except importlib.metadata.PackageNotFoundError:

@@ -61,9 +61,9 @@ def test_udp_through_dnat_with_reply(traffic: Traffic, home_net: Network) -> Non
                     listeners=["laptop"])
     assert r.completed, r
     assert r.action == "udp" and r.end >= r.start
-    got = traffic.received()
-    laptop = [x for x in got["laptop"] if x.time >= r.start and x.proto == "udp"]
-    desktop = [x for x in got["desktop"] if x.time >= r.start and x.proto == "udp"]
+    laptop = traffic.wait_received("laptop", lambda x: x.time >= r.start and x.proto == "udp")
+    desktop = traffic.wait_received("desktop",
+                                    lambda x: x.time >= r.start and x.proto == "udp")
     # The laptop saw the DNATed destination; the desktop saw the reply from the address it
     # had sent to (the reverse translation).
     assert [(x.src, x.sport, x.dst, x.dport, x.payload) for x in laptop] == [
@@ -92,12 +92,11 @@ def test_udp_many_datagrams_one_socket(traffic: Traffic, home_net: Network) -> N
     r = traffic.udp(0, "laptop", DESKTOP, 42000, 5000, b"tick", count=5, interval=0.002,
                     reply=b"tock", listeners=["desktop"])
     assert r.completed, r
-    got = traffic.received()
-    ticks = [x for x in got["desktop"] if x.proto == "udp" and x.dport == 5000]
+    ticks = traffic.wait_received("desktop", lambda x: x.proto == "udp" and x.dport == 5000, 5)
     assert len(ticks) == 5
     # MASQUERADE: the desktop sees the gateway's WAN address, the source port kept.
     assert {(x.src, x.sport) for x in ticks} == {(GW_WAN, 42000)}
-    tocks = [x for x in got["laptop"] if x.proto == "udp" and x.dport == 42000]
+    tocks = [x for x in traffic.received()["laptop"] if x.proto == "udp" and x.dport == 42000]
     assert len(tocks) == 5 and {x.src for x in tocks} == {DESKTOP}
     assert "[ASSURED]" not in one_entry(home_net)   # all within 2 s of the first packet
 
@@ -164,9 +163,9 @@ def test_tcp_to_a_closed_port_is_refused(traffic: Traffic, home_net: Network) ->
 def test_ping_with_chosen_id(traffic: Traffic, home_net: Network) -> None:
     r = traffic.ping(0, "laptop", DESKTOP, 4242, count=3, interval=0.01)
     assert r.completed and r.detail == "3 of 3 answers", r
-    got = traffic.received()
-    requests = [x for x in got["desktop"] if x.proto == "icmp" and x.time >= r.start]
-    replies = [x for x in got["laptop"] if x.proto == "icmp" and x.time >= r.start]
+    requests = traffic.wait_received("desktop", lambda x: x.proto == "icmp"
+                                     and x.time >= r.start, 3)
+    replies = [x for x in traffic.received()["laptop"] if x.proto == "icmp" and x.time >= r.start]
     assert [(x.src, x.note) for x in requests] == [(GW_WAN, "type 8 code 0")] * 3
     assert [(x.src, x.note) for x in replies] == [(DESKTOP, "type 0 code 0")] * 3
     assert replies[0].payload == bytes(range(56))    # what follows the 8-byte ICMP header
@@ -181,7 +180,7 @@ def test_raw_crafted_packet(traffic: Traffic) -> None:
     pkt = craft.udp(DESKTOP, 1234, LAPTOP, 7777, b"crafted", ident=77).to_bytes()
     r = traffic.raw(0, "desktop", pkt)   # returns once the agents have been quiet a while
     assert r.completed, r
-    got = [x for x in traffic.received()["laptop"] if x.payload == b"crafted"]
+    got = traffic.wait_received("laptop", lambda x: x.payload == b"crafted")
     assert [(x.src, x.sport, x.dport) for x in got] == [(DESKTOP, 1234, 7777)]
     syn = craft.tcp(LAPTOP, 45000, DESKTOP, 4445, 0x02, seq=1000).to_bytes()
     r2 = traffic.raw(1, "laptop", syn)
@@ -222,6 +221,12 @@ def test_agents_start_fast_and_stop_cleanly(home_net: Network) -> None:
         started = time.monotonic() - t
         procs = [a.proc for a in tr._agents.values()]
         assert all(p.poll() is None for p in procs)
+        # A burst sent right before stopping: quit first reads what is queued.
+        assert tr.command("desktop", "udp_open", port=5700)["event"] == "ok"
+        assert tr.command("laptop", "udp_send", sport=45700, dst=str(DESKTOP), dport=5700,
+                          payload=b"last".hex(), count=200)["event"] == "ok"
     assert all(p.poll() is not None for p in procs)
+    got = [x for x in tr.received()["desktop"] if x.proto == "udp" and x.dport == 5700]
+    assert len(got) == 200
     print(f"3 agents up in {started * 1000:.1f} ms")
     assert started < 2.0
