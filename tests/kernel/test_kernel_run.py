@@ -201,3 +201,57 @@ def test_ctrl_c_in_the_middle_tears_everything_down(tmp_path: Path) -> None:
     assert time.monotonic() - began < 5.0
     left = find_leftovers(run_id)
     assert left.empty, left.describe()
+
+
+SPEC_LAN_CLASH = """
+name = "lan-clash"
+topology = "lan"
+rules = '''
+*nat
+-A POSTROUTING -o wan0 -j MASQUERADE
+COMMIT
+'''
+
+[[steps]]
+action = "udp"
+from = "client1"
+to = "server"
+sport = 37611
+dport = 53
+payload = "from client1"
+reply = "to client1"
+
+[[steps]]
+action = "udp"
+from = "client2"
+to = "server"
+sport = 37611
+dport = 53
+payload = "from client2"
+reply = "to client2"
+"""
+
+
+def test_lan_two_clients_same_port_one_is_remapped(tmp_path: Path) -> None:
+    path = tmp_path / "lan.toml"
+    path.write_text(SPEC_LAN_CLASH)
+    obs = run_on_kernel(load_spec(path), workdir=tmp_path / "run")
+    check_consistent(obs)
+    assert set(obs.received) == {"client1", "client2", "client3", "client4", "gateway",
+                                 "server"}
+    assert all(s.completed for s in obs.steps)
+    entries = {str(e.orig.src): e for e in obs.final_entries}
+    assert set(entries) == {"192.168.1.11", "192.168.1.12"}
+    first, second = entries["192.168.1.11"], entries["192.168.1.12"]
+    assert first.reply.dport == 37611                      # the first keeps its port
+    assert second.reply.dport != 37611                     # the second is moved ...
+    assert 1024 <= second.reply.dport <= 65535             # ... within the port's class
+    assert str(second.reply.dst) == "203.0.113.1"
+    # Each client got its own answer back, on its own port.
+    for client, ip in (("client1", "192.168.1.11"), ("client2", "192.168.1.12")):
+        got = [r for r in obs.received[client] if r.proto == "udp"]
+        assert [(str(r.dst), r.dport, r.payload) for r in got] == [
+            (ip, 37611, f"to {client}".encode())]
+    # The server saw two different source ports from the one outside address.
+    seen = {(str(r.src), r.sport) for r in obs.received["server"] if r.proto == "udp"}
+    assert seen == {("203.0.113.1", 37611), ("203.0.113.1", second.reply.dport)}
