@@ -216,18 +216,33 @@ class Traffic:
         pos = self.mark()
         self._agents[host].send({"id": cmd_id, "op": op, **fields})
 
-        def answered(evs: list[tuple[str, Event]]) -> bool:
-            return any(h == host and e.get("id") == cmd_id and e["event"] in ("ok", "error")
-                       or h == host and e["event"] == "exit" for h, e in evs[pos:])
-
-        if not self._wait(answered, timeout):
+        ev = self._first(pos, lambda h, e: h == host and (
+            e.get("id") == cmd_id and e["event"] in ("ok", "error") or e["event"] == "exit"),
+            timeout)
+        if ev is None:
             raise TrafficError(f"[{host}] the traffic agent did not answer {op} within "
                                f"{timeout} s")
-        for h, e in self.since(pos):
-            if h == host and e.get("id") == cmd_id:
-                return e
-        raise TrafficError(f"[{host}] the traffic agent exited during {op}: "
-                           f"{self._agents[host].stderr}")
+        if ev["event"] == "exit":
+            raise TrafficError(f"[{host}] the traffic agent exited during {op}: "
+                               f"{self._agents[host].stderr}")
+        return ev
+
+    def _first(self, pos: int, pred: Callable[[str, Event], bool], timeout: float
+               ) -> Event | None:
+        """The first event after `pos` matching `pred`, waiting up to `timeout`."""
+        found: list[Event] = []
+        seen = [pos]
+
+        def match(evs: list[tuple[str, Event]]) -> bool:
+            for h, e in evs[seen[0]:]:
+                if pred(h, e):
+                    found.append(e)
+                    return True
+            seen[0] = len(evs)
+            return False
+
+        self._wait(match, timeout)
+        return found[0] if found else None
 
     def _now(self) -> float:
         return time.time() - self.t0
@@ -237,7 +252,16 @@ class Traffic:
 
     def _wait_count(self, pos: int, pred: Callable[[str, Event], bool], n: int,
                     timeout: float) -> bool:
-        return self._wait(lambda evs: sum(1 for h, e in evs[pos:] if pred(h, e)) >= n, timeout)
+        """Wait for `n` events matching `pred` after `pos`; each event is looked at once."""
+        seen = [pos, 0]   # next index to look at, matches so far
+
+        def enough(evs: list[tuple[str, Event]]) -> bool:
+            for h, e in evs[seen[0]:]:
+                seen[1] += pred(h, e)
+            seen[0] = len(evs)
+            return seen[1] >= n
+
+        return self._wait(enough, timeout)
 
     def _quiet(self, period: float, timeout: float) -> None:
         """Wait until no agent event arrived for `period` seconds (bounded by `timeout`)."""
@@ -302,22 +326,18 @@ class Traffic:
         if ev["event"] == "error":
             return StepResult(index, "tcp", start, self._now(), False,
                               f"connect failed: {ev.get('message')}")
-        self._wait(lambda evs: any(h == sender and e["event"] == "done" and e.get("id") == cmd_id
-                                   for h, e in evs[pos:]), self.tcp_deadline + 2.0)
-        done = next((e for h, e in self.since(pos)
-                     if h == sender and e["event"] == "done" and e.get("id") == cmd_id), None)
+        done = self._first(pos, lambda h, e: h == sender and e["event"] == "done"
+                           and e.get("id") == cmd_id, self.tcp_deadline + 2.0)
         if done is None:
             return StepResult(index, "tcp", start, self._now(), False, "client never finished")
         if not done["connected"] or done["error"] is not None:
             return StepResult(index, "tcp", start, self._now(), done["error"] is not None,
                               f"client: {done['error'] or 'not connected'}")
         if close in ("fin", "rst"):
-            ok = self._wait_count(pos, lambda h, e: h != sender and e["event"] == "tcp_closed"
-                                  and e.get("side") == "server", 1, self.tcp_deadline)
-            server = next((e for h, e in self.since(pos) if h != sender
-                           and e["event"] == "tcp_closed" and e.get("side") == "server"), None)
+            server = self._first(pos, lambda h, e: h != sender and e["event"] == "tcp_closed"
+                                 and e.get("side") == "server", self.tcp_deadline)
             how = server["how"] if server else "no close seen"
-            return StepResult(index, "tcp", start, self._now(), ok and how in ("fin", "rst"),
+            return StepResult(index, "tcp", start, self._now(), how in ("fin", "rst"),
                               f"client closed with {done['closed']}, server: {how}")
         return StepResult(index, "tcp", start, self._now(), True,
                           f"received {done['received']} bytes, left open")
