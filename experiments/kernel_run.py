@@ -4,8 +4,9 @@ The order matters and is the same for every run:
 
 1. the topology comes up (`topologies.mininet_net.running`, run-scoped names);
 2. `host_rules` into the other hosts, then the gateway's ruleset (one backend per run), then
-   the spec's sysctls in the gateway (after the rules: `net.netfilter.*` only exists once a
-   rule made the namespace use conntrack), and the record of all `net.netfilter.*` values;
+   the spec's sysctls in the gateway (after the rules: on a machine where nothing used
+   conntrack yet, `net.netfilter.*` appears only once a rule loaded the module), and the
+   record of all `net.netfilter.*` values and `net.ipv4.ip_forward`;
 3. the capture (tcpdump in the gateway) and the conntrack event log start, then the agents;
    only when all report ready does the clock start: `t0`;
 4. the steps run in order; a checkpoint reads the gateway's table (`conntrack -L`);
