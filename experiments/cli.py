@@ -208,42 +208,87 @@ def _kernel_preflight(command: str, backends: Sequence[str]) -> None:
         require_binaries(BACKEND_BINARIES[backend])
 
 
+def _check_rules(spec: Any) -> None:
+    from experiments.spec import check_rules
+
+    check_rules(spec)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """Each spec on the kernel, then the model fed what the gateway received; compared."""
     specs = load_specs(args.specs, args.backend)
     _kernel_preflight("run", [s.backend for s in specs])
+    for spec in specs:
+        _check_rules(spec)        # a rule the model cannot read is the user's to fix first
+    import shutil
+
+    from experiments.bundle import observed_from, write_bundle
+    from experiments.judgement import judge_observed
     from experiments.kernel_run import run_on_kernel
     from topologies.hostexec import CommandError
 
     console = _console()
+    results = Path(args.out) if args.out else Path("results")
+    clean = True
     for spec in specs:
-        workdir = _workdir(args.out, spec.name)
+        workdir = Path(tempfile.mkdtemp(prefix=f"natlab-{spec.name}-"))
         try:
-            obs = run_on_kernel(spec, workdir=workdir)
-        except CommandError as e:
-            raise UserError(f"{spec.path}: {e}") from None
-        except UserError as e:
-            raise UserError(f"{spec.path}: {e}") from None
+            try:
+                obs = run_on_kernel(spec, workdir=workdir)
+            except CommandError as e:
+                raise UserError(f"{spec.path}: {e}") from None
+            except UserError as e:
+                raise UserError(f"{spec.path}: {e}") from None
+            observed = observed_from(obs)
+            judgement = judge_observed(spec, observed)
+            bundle = write_bundle(results, spec, obs, observed, judgement)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        clean = clean and judgement.clean
         if args.json:
             _print_json({
                 "name": spec.name, "spec": spec.path, "backend": spec.backend,
-                "run_id": obs.run_id, "workdir": workdir,
+                "run_id": obs.run_id, "verdict": judgement.status,
+                "expect": {"status": judgement.expect.status,
+                           "failures": list(judgement.expect.failures)},
+                "diffs": [d.to_json() for d in judgement.diffs],
+                "xfail": spec.xfail,
                 "kernel": {
                     "conntrack": obs.final_conntrack_lines,
                     "checkpoints": {s.name: list(s.lines) for s in obs.checkpoints},
                     "received": obs.received,
                 },
+                "model": {"conntrack": list(judgement.model_conntrack)},
+                "bundle": bundle,
             })
             continue
-        from experiments.report import conntrack_table, received_table
+        _show_run(console, spec, obs, judgement, bundle, args.verbose)
+    return OK if clean else NOT_CLEAN
 
-        _heading(console, spec, "kernel")
-        for snap in obs.checkpoints:
-            console.print(conntrack_table(list(snap.lines),
-                                          f"kernel: conntrack at checkpoint {snap.name!r}"))
-        console.print(conntrack_table(obs.final_conntrack_lines, "kernel: conntrack at the end"))
-        console.print(received_table(obs.received, "kernel: received by the hosts"))
-        console.print(f"captures and event log in {workdir}", markup=False)
-    return OK
+
+def _show_run(console: Any, spec: Any, obs: Any, judgement: Any, bundle: Path,
+              verbose: bool) -> None:
+    from experiments.report import conntrack_table, received_table, side_by_side
+
+    _heading(console, spec, "kernel and model")
+    for snap in obs.checkpoints:
+        console.print(conntrack_table(list(snap.lines),
+                                      f"kernel: conntrack at checkpoint {snap.name!r}"))
+    console.print(side_by_side(list(judgement.kernel_conntrack),
+                               list(judgement.model_conntrack), list(judgement.diffs)))
+    console.print(received_table(obs.received, "kernel: received by the hosts"))
+    if verbose:
+        for journey in judgement.prediction.journeys:
+            console.print(journey.render(), markup=False)
+    style = {"MATCH": "bold green", "XFAIL": "bold yellow"}.get(judgement.status, "bold red")
+    console.print(f"[{style}]{judgement.status}[/{style}]  expect: {judgement.expect.status}")
+    for failure in judgement.expect.failures:
+        console.print(f"  expect: {failure}", markup=False)
+    if judgement.xfail:
+        console.print(f"  known divergence: {judgement.xfail}", markup=False)
+    for note in judgement.notes:
+        console.print(f"  note: {note}", markup=False)
+    console.print(f"bundle: {bundle}", markup=False)
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -423,8 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per spec per line, with name and kernel.conntrack")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="keep each run's captures and event log in a new directory under DIR "
-                        "(default: a new temporary directory)")
+                   help="write each run's result bundle in a new directory under DIR "
+                        "(default: ./results)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print each packet's journey through the modelled gateway")
 
     p = add("model", "predict what specs do, with the Python model (no root)",
             "Run each spec through the model of netfilter alone: the predicted conntrack "
