@@ -218,8 +218,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Each spec on the kernel, then the model fed what the gateway received; compared."""
     specs = load_specs(args.specs, args.backend)
     _kernel_preflight("run", [s.backend for s in specs])
-    for spec in specs:
-        _check_rules(spec)        # a rule the model cannot read is the user's to fix first
+    model_problems: dict[int, UserError] = {}
+    for i, spec in enumerate(specs):
+        try:
+            _check_rules(spec)
+        except UserError as e:      # reported after the kernel had its say on the same rules
+            model_problems[i] = e
     import shutil
 
     from experiments.bundle import observed_from, write_bundle
@@ -230,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     results = Path(args.out) if args.out else Path("results")
     clean = True
-    for spec in specs:
+    for i, spec in enumerate(specs):
         workdir = Path(tempfile.mkdtemp(prefix=f"natlab-{spec.name}-"))
         try:
             try:
@@ -239,6 +243,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise UserError(f"{spec.path}: {e}") from None
             except UserError as e:
                 raise UserError(f"{spec.path}: {e}") from None
+            if i in model_problems:
+                raise model_problems[i]
             observed = observed_from(obs)
             judgement = judge_observed(spec, observed)
             bundle = write_bundle(results, spec, obs, observed, judgement)

@@ -106,7 +106,7 @@ def _run_step(world: World, topo: Topology, step: object,
         if step.listen:
             for h in listener_hosts(topo, step.from_, step.to, server):
                 reply = step.reply.encode() if step.reply is not None else None
-                world.udp_listeners[(h, step.dport)] = reply
+                world.udp_listeners[(h, step.listen_port)] = reply
         world.udp_listeners.setdefault((step.from_, step.sport), None)
         for i in range(step.count):
             if i:
@@ -118,7 +118,7 @@ def _run_step(world: World, topo: Topology, step: object,
         dst = resolve_address(topo, step.to)
         if step.listen:
             for h in listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)):
-                world.tcp_listeners[(h, step.dport)] = step.reply.encode()
+                world.tcp_listeners[(h, step.listen_port)] = step.reply.encode()
         world.tcp_connect(step.from_, src, step.sport, dst, step.dport, step.send.encode(),
                           step.reply.encode(), step.close)
     elif isinstance(step, PingStep):

@@ -95,6 +95,13 @@ class UdpStep(_Model):
     reply: str | None = None
     listen: bool = True
     server: str | None = None
+    server_port: Port | None = None
+
+    @property
+    def listen_port(self) -> int:
+        """Where the server listens: `server_port` (a port forward that changes the port) or
+        the destination port."""
+        return self.server_port if self.server_port is not None else self.dport
 
 
 class TcpStep(_Model):
@@ -111,6 +118,13 @@ class TcpStep(_Model):
     close: Literal["fin", "rst", "none"] = "fin"
     listen: bool = True
     server: str | None = None
+    server_port: Port | None = None
+
+    @property
+    def listen_port(self) -> int:
+        """Where the server listens: `server_port` (a port forward that changes the port) or
+        the destination port."""
+        return self.server_port if self.server_port is not None else self.dport
 
 
 class PingStep(_Model):

@@ -278,14 +278,15 @@ class Traffic:
 
     def udp(self, index: int, sender: str, dst: IPv4Address, sport: int, dport: int,
             payload: bytes, *, count: int = 1, interval: float = 0.0,
-            reply: bytes | None = None, listeners: Sequence[str] = ()) -> StepResult:
+            reply: bytes | None = None, listeners: Sequence[str] = (),
+            listen_port: int | None = None) -> StepResult:
         """Datagrams from sender:sport to dst:dport; `listeners` bind dport (and answer with
         `reply`). Done when the replies (or, without reply, the datagrams, or without
         listeners, the ICMP errors) have arrived."""
         start = self._now()
         pos = self.mark()
         for host in listeners:
-            self._check(self.command(host, "udp_open", port=dport,
+            self._check(self.command(host, "udp_open", port=listen_port or dport,
                                      reply=None if reply is None else reply.hex()), host)
         ev = self.command(sender, "udp_send", sport=sport, dst=str(dst), dport=dport,
                           payload=payload.hex(), count=count, interval=interval,
@@ -311,13 +312,13 @@ class Traffic:
 
     def tcp(self, index: int, sender: str, dst: IPv4Address, sport: int, dport: int, *,
             send: bytes = b"", reply: bytes = b"", close: str = "fin",
-            listeners: Sequence[str] = ()) -> StepResult:
+            listeners: Sequence[str] = (), listen_port: int | None = None) -> StepResult:
         """One connection: connect from sport, send, read the reply, close (fin/rst/none).
         Done when the client finished and, for fin/rst, the server saw the close complete."""
         start = self._now()
         pos = self.mark()
         for host in listeners:
-            self._check(self.command(host, "tcp_listen", port=dport, reply=reply.hex(),
+            self._check(self.command(host, "tcp_listen", port=listen_port or dport, reply=reply.hex(),
                                      expect=len(send)), host)
         ev = self.command(sender, "tcp_connect", sport=sport, dst=str(dst), dport=dport,
                           send=send.hex(), expect=len(reply) if listeners else 0, close=close,
@@ -397,13 +398,14 @@ class Traffic:
                             step.dport, step.payload.encode(), count=step.count,
                             interval=step.interval,
                             reply=None if step.reply is None else step.reply.encode(),
-                            listeners=listeners)
+                            listeners=listeners, listen_port=step.listen_port)
         if isinstance(step, TcpStep):
             listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
                 if step.listen else []
             return self.tcp(index, step.from_, resolve_address(topo, step.to), step.sport,
                             step.dport, send=step.send.encode(), reply=step.reply.encode(),
-                            close=step.close, listeners=listeners)
+                            close=step.close, listeners=listeners,
+                            listen_port=step.listen_port)
         if isinstance(step, PingStep):
             return self.ping(index, step.from_, resolve_address(topo, step.to), step.id,
                              count=step.count, interval=step.interval)

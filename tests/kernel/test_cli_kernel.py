@@ -41,9 +41,15 @@ def test_run_json_matches_the_seeds_expectations(
                 and r["payload"] == exp.payload
                 for r in got
             ), (exp, got)
-        workdir = Path(result["workdir"])
-        assert workdir.parent == tmp_path and workdir.name.startswith(result["name"])
-        assert any(workdir.iterdir())
+        assert result["verdict"] == "MATCH", result["diffs"]
+        assert result["expect"]["status"] == "PASS"
+        assert sorted(result["model"]["conntrack"]) == sorted(result["kernel"]["conntrack"])
+        bundle = Path(result["bundle"])
+        assert bundle.parent == tmp_path and result["name"] in bundle.name
+        for name in ("spec.toml", "meta.json", "observed.json", "packets.jsonl",
+                     "prediction.json", "verdict.json", "ruleset.txt", "conntrack/final.txt"):
+            assert (bundle / name).is_file(), name
+        assert main(["judge", str(bundle)]) == 0
 
 
 def test_run_with_a_rule_the_kernel_refuses(
