@@ -51,6 +51,7 @@ def observed_from(obs: Observation) -> Observed:
         received=received,
         incomplete_steps=tuple(f"#{s.index + 1} {s.action}: {s.detail}"
                                for s in obs.steps if not s.completed),
+        ruleset_fed=obs.ruleset.fed if obs.ruleset.fed.strip() else None,
     )
 
 
@@ -102,12 +103,8 @@ def write_bundle(results: Path, spec: Spec, obs: Observation, observed: Observed
 
 
 def _ruleset_text(obs: Observation) -> str:
-    loaded = obs.ruleset
-    for name in ("readback", "read_back", "loaded", "text"):
-        value = getattr(loaded, name, None)
-        if isinstance(value, str):
-            return value
-    return str(loaded)
+    """The ruleset as the kernel holds it (read back after loading)."""
+    return obs.ruleset.readback
 
 
 def prediction_json(j: Judgement) -> dict[str, Any]:

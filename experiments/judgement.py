@@ -56,6 +56,7 @@ class Observed:
     packets: tuple[WirePacket, ...]
     received: tuple[ObservedReceived, ...] = ()
     incomplete_steps: tuple[str, ...] = ()
+    ruleset_fed: str | None = None                  # the gateway's rules exactly as loaded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class Observed:
                           "sport": r.sport, "dport": r.dport, "payload": r.payload.hex()}
                          for r in self.received],
             "incomplete_steps": list(self.incomplete_steps),
+            "ruleset_fed": self.ruleset_fed,
         }
 
     @classmethod
@@ -81,6 +83,7 @@ class Observed:
                                             r["sport"], r["dport"], bytes.fromhex(r["payload"]))
                            for r in obj.get("received", [])),
             incomplete_steps=tuple(obj.get("incomplete_steps", [])),
+            ruleset_fed=obj.get("ruleset_fed"),
         )
 
 
@@ -117,16 +120,18 @@ class Judgement:
         return "\n".join(lines)
 
 
-def model_config(spec: Spec, kernel_release: str, sysctls: dict[str, str]) -> GatewayConfig:
+def model_config(spec: Spec, kernel_release: str, sysctls: dict[str, str],
+                 ruleset_fed: str | None = None) -> GatewayConfig:
     netfilter = {k: v for k, v in sysctls.items() if k.startswith("net.netfilter.")}
-    return GatewayConfig(netview_for(spec.topology), model_ruleset(spec),
+    return GatewayConfig(netview_for(spec.topology), model_ruleset(spec, ruleset_fed),
                          Sysctls.from_mapping({**netfilter, **spec.sysctls}),
                          profile_for_release(kernel_release))
 
 
 def judge_observed(spec: Spec, observed: Observed) -> Judgement:
     """Replay the captured input through the model and compare everything."""
-    config = model_config(spec, observed.kernel_release, observed.sysctls)
+    config = model_config(spec, observed.kernel_release, observed.sysctls,
+                          observed.ruleset_fed)
     times = [(s.name, s.time) for s in observed.snapshots]
     prediction = replay(config, list(observed.packets), times)
     diffs: list[Diff] = []

@@ -46,16 +46,22 @@ class ModelResult:
         return [render(e) for e in self.entries]
 
 
-def model_ruleset(spec: Spec) -> Ruleset:
-    """The rules as the model reads them: the nft text for the nft backend when the spec
-    gives one, else the iptables-restore text (the nft backend without nft text loads the
-    kernel translation of that same text)."""
+def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
+    """The rules as the model reads them: the very text the kernel was fed when known (for the
+    nft backend without nft text in the spec, that is iptables-restore-translate's output);
+    otherwise the spec's own text for its backend."""
     from nat.iptables_syntax import parse_iptables_restore
     from nat.nft_syntax import parse_nft
 
-    if spec.backend == "nft" and spec.nft is not None:
-        return parse_nft(spec.nft)
-    return parse_iptables_restore(spec.rules)
+    if spec.backend == "nft":
+        if fed is not None:
+            return parse_nft(fed)
+        if spec.nft is not None:
+            return parse_nft(spec.nft)
+    # iptables-legacy creates every built-in chain of a table it touches (so an empty *nat
+    # still registers the NAT hooks); iptables-nft only the chains declared or used.
+    return parse_iptables_restore(spec.rules if fed is None else fed,
+                                  all_builtin_chains=spec.backend == "iptables-legacy")
 
 
 def resolve_address(topology: Topology, to: str) -> IPv4Address:

@@ -15,10 +15,12 @@ from experiments.wire import WirePacket
 from nat.choice import Choice
 from nat.entry import Entry
 from nat.journey import Journey
+from nat.extract import get_tuple
+from nat.manip import manip_pkt
 from nat.maniptype import ManipType
 from nat.packet import IcmpHeader, MalformedPacket, Packet, parse
 from nat.pipeline import Gateway, GatewayConfig
-from nat.tuple import Tuple
+from nat.tuple import Tuple, invert, invertible
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
         while pending and pending[0][1] <= wp.time:
             name, at = pending.pop(0)
             snapshots.append((name, at, tuple(gateway.entries(at))))
-        if wp.direction != "in":
+        if wp.direction == "out":
+            if index not in consumed:
+                _replay_local(gateway, packets, index, journeys, sent, choices, unparsed)
             continue
         try:
             pkt = parse(wp.data)
@@ -123,6 +127,34 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
         snapshots.append((name, at, tuple(gateway.entries(at))))
     return Prediction(tuple(journeys), tuple(sent), tuple(snapshots), tuple(choices),
                       tuple(unparsed))
+
+
+def _replay_local(gateway: Gateway, packets: list[WirePacket], index: int,
+                  journeys: list[Journey], sent: list[tuple[int, str, bytes]],
+                  choices: list[ChoiceRecord], unparsed: list[tuple[int, str]]) -> None:
+    """A packet the kernel sent that no received packet explains: the gateway's own stack
+    sent it (a REDIRECTed service answering, an ICMP error of its own). The capture shows
+    it after POST_ROUTING; when it belongs to a NATed entry, the packet as the local stack
+    wrote it is that entry's reply tuple, so it is rebuilt that way and run through
+    LOCAL_OUT and POST_ROUTING like any locally generated packet."""
+    wp = packets[index]
+    try:
+        seen = parse(wp.data)
+    except MalformedPacket as exc:
+        unparsed.append((index, str(exc)))
+        return
+    local = seen
+    t = get_tuple(seen)
+    if t is not None:
+        for conn in gateway.table.conns(wp.time):
+            if invertible(conn.orig) and t == invert(conn.orig) and conn.reply != t:
+                local = manip_pkt(manip_pkt(seen, conn.reply, ManipType.SRC),
+                                  conn.reply, ManipType.DST)
+                break
+    journey = gateway.send_local(local, wp.time, _KernelChooser(index, seen, choices))
+    journeys.append(journey)
+    if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
+        sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
 
 
 def _next_out(packets: list[WirePacket], index: int, proto: int,
