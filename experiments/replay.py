@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from experiments.wire import WirePacket
 from nat.choice import Choice
 from nat.entry import Entry
-from nat.journey import Journey
 from nat.extract import get_tuple
+from nat.journey import Journey
 from nat.manip import manip_pkt
 from nat.maniptype import ManipType
 from nat.packet import IcmpHeader, MalformedPacket, Packet, parse

@@ -318,7 +318,8 @@ class Traffic:
         start = self._now()
         pos = self.mark()
         for host in listeners:
-            self._check(self.command(host, "tcp_listen", port=listen_port or dport, reply=reply.hex(),
+            self._check(self.command(host, "tcp_listen", port=listen_port or dport,
+                                     reply=reply.hex(),
                                      expect=len(send)), host)
         ev = self.command(sender, "tcp_connect", sport=sport, dst=str(dst), dport=dport,
                           send=send.hex(), expect=len(reply) if listeners else 0, close=close,

@@ -21,7 +21,7 @@ from nat.tuple import Direction, Proto, Tuple
 
 @dataclass(frozen=True)
 class Conn:
-    id: int                      # the model's own sequence number (not the kernel's CTA_ID)
+    id: int                      # the model's own sequence number (not the kernel CTA_ID)
     orig: Tuple                  # tuplehash[IP_CT_DIR_ORIGINAL]
     reply: Tuple                 # tuplehash[IP_CT_DIR_REPLY]
     status: Status = Status.NONE
@@ -31,7 +31,7 @@ class Conn:
     zone: int = 0
     masq_index: int = 0          # ifindex recorded by MASQUERADE (nf_nat_masquerade_ipv4)
     proto_state: Any = None      # per-protocol tracker state (frozen dataclass of that tracker)
-    src_bound_seq: int = 0       # order in the by-source table (find_appropriate_src scans newest first)
+    src_bound_seq: int = 0       # by-source order (find_appropriate_src: newest first)
 
     def tuple(self, direction: Direction) -> Tuple:
         return self.orig if direction is Direction.ORIGINAL else self.reply

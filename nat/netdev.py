@@ -52,7 +52,8 @@ class NetView:
         raise KeyError(f"no device {name}")
 
     def local_addresses(self) -> frozenset[IPv4Address]:
-        return frozenset(a.ip for d in self.devices for a in d.addresses) | {IPv4Address("127.0.0.1")}
+        own = frozenset(a.ip for d in self.devices for a in d.addresses)
+        return own | {IPv4Address("127.0.0.1")}
 
     def is_local(self, addr: IPv4Address) -> bool:
         return addr in self.local_addresses() or addr in IPv4Network("127.0.0.0/8")

@@ -234,7 +234,8 @@ class Gateway:
                                    choose=lambda c: choose(c, manip))
                 w.conn = res.conn
                 self._evict(w, hook, prio, res.evicted)
-                moved = "" if res.conn.reply == before else f"; reply tuple altered: {res.conn.reply}"
+                moved = ("" if res.conn.reply == before
+                         else f"; reply tuple altered: {res.conn.reply}")
                 w.note(hook, prio, "nf_nat_setup_info",
                        f"no rule bound {manip.name}: null binding{moved}")
         return self._nf_nat_packet(w, hook, manip, prio)
