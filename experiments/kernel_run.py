@@ -43,7 +43,7 @@ from topologies.hostexec import HostHandle
 
 if TYPE_CHECKING:
     from experiments.spec import Spec
-    from experiments.world import Received
+    from experiments.steps import Received
 
 FINAL = "final"
 

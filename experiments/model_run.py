@@ -8,7 +8,6 @@ at each checkpoint) and every packet's journey through the gateway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 
 from experiments import craft
 from experiments.netview import netview_for
@@ -21,11 +20,11 @@ from experiments.spec import (
     TcpStep,
     UdpStep,
 )
-from experiments.world import Received, World
+from experiments.steps import Received, listener_hosts, raw_packet, resolve_address
+from experiments.world import World
 from nat.entry import Entry
 from nat.journey import Journey
 from nat.listing import render
-from nat.packet import Packet, parse
 from nat.pipeline import Gateway, GatewayConfig
 from nat.profile import LINUX_LATEST, KernelProfile
 from nat.rules import Ruleset
@@ -62,25 +61,6 @@ def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
     # still registers the NAT hooks); iptables-nft only the chains declared or used.
     return parse_iptables_restore(spec.rules if fed is None else fed,
                                   all_builtin_chains=spec.backend == "iptables-legacy")
-
-
-def resolve_address(topology: Topology, to: str) -> IPv4Address:
-    """A step's `to`: an IPv4 address, or a host name meaning its first address."""
-    try:
-        return IPv4Address(to)
-    except ValueError:
-        return topology.host(to).interfaces[0].ip
-
-
-def listener_hosts(topology: Topology, sender: str, to: str, server: str | None) -> list[str]:
-    """Where a step's server listens: `server` if the spec names one; else the host that owns
-    `to`; when that is the gateway (a port forward), every other host but the sender."""
-    if server is not None:
-        return [server]
-    owner = topology.host_by_address(resolve_address(topology, to))
-    if owner is not None and owner.name != topology.gateway:
-        return [owner.name]
-    return [h.name for h in topology.hosts if h.name not in (sender, topology.gateway)]
 
 
 def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelResult:
@@ -139,24 +119,3 @@ def _run_step(world: World, topo: Topology, step: object,
         world.send(step.from_, raw_packet(topo, step))
     else:  # pragma: no cover - the spec's union is closed
         raise TypeError(f"unknown step {step!r}")
-
-
-def raw_packet(topo: Topology, step: RawStep) -> Packet:
-    """The crafted packet of a `raw` step, from hex or from fields."""
-    if step.hex is not None:
-        return parse(bytes.fromhex(step.hex))
-    src = IPv4Address(step.src) if step.src else topo.host(step.from_).interfaces[0].ip
-    dst = resolve_address(topo, step.dst or "")
-    proto = step.proto
-    payload = (step.payload or "").encode()
-    ttl = step.ttl if step.ttl is not None else 64
-    if proto in ("tcp", 6):
-        return craft.tcp(src, step.sport or 0, dst, step.dport or 0,
-                         craft.tcp_flags(step.flags or "S"), seq=step.seq or 0,
-                         ack=step.ack or 0, window=step.window or 64240, payload=payload, ttl=ttl)
-    if proto in ("udp", 17):
-        return craft.udp(src, step.sport or 0, dst, step.dport or 0, payload, ttl=ttl)
-    if proto in ("icmp", 1):
-        return craft.icmp(src, dst, step.icmp_type if step.icmp_type is not None else 8,
-                          step.icmp_code or 0, id_=step.id or 0, payload=payload, ttl=ttl)
-    raise ValueError(f"raw step: unsupported proto {proto!r}")

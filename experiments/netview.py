@@ -10,16 +10,17 @@ from ipaddress import IPv4Network
 
 from nat.netdev import Device, NetView, RouteEntry
 from topologies.description import Topology
+from topologies.names import interface_indexes
 
 
-def netview_for(topology: Topology, ifindex: dict[str, int] | None = None) -> NetView:
-    """The gateway host of `topology` as a NetView. `ifindex` maps interface names to the
-    kernel's indexes when known (a running network); otherwise they are numbered from 2
-    (1 is lo) in description order."""
+def netview_for(topology: Topology) -> NetView:
+    """The gateway host of `topology` as a NetView, with the interface indexes natlab gives
+    the interfaces when it builds the topology (topologies.names.interface_indexes)."""
     gw = topology.gateway_host
+    indexes = interface_indexes(topology)
     devices = tuple(
-        Device(intf.name, (ifindex or {}).get(intf.name, i + 2), (intf.address,))
-        for i, intf in enumerate(gw.interfaces)
+        Device(intf.name, indexes[(gw.name, intf.name)], (intf.address,))
+        for intf in gw.interfaces
     )
     routes = []
     for r in gw.routes:

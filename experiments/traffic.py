@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import IO, Any
 
-from experiments.model_run import listener_hosts, raw_packet, resolve_address
 from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
-from experiments.world import Received
+from experiments.steps import Received, listener_hosts, raw_packet, resolve_address
 from topologies.description import Topology
 from topologies.hostexec import HostHandle
 

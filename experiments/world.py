@@ -16,34 +16,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from experiments import craft
+from experiments.steps import Received
 from nat.journey import Journey
 from nat.packet import ACK, FIN, RST, SYN, IcmpHeader, Packet, TcpHeader, UdpHeader
 from nat.pipeline import Gateway
 from topologies.description import Host, Topology
 
 PACKET_GAP = 0.0005   # model time between one packet and the next
-
-
-@dataclass(frozen=True)
-class Received:
-    """What a host's application (or stack) got: shown to the user, checked by [expect]."""
-
-    host: str
-    time: float
-    proto: str
-    src: IPv4Address
-    dst: IPv4Address
-    sport: int | None
-    dport: int | None
-    payload: bytes
-    note: str = ""
-
-    def render(self) -> str:
-        ports = f":{self.sport} > " if self.sport is not None else " > "
-        dst = f"{self.dst}:{self.dport}" if self.dport is not None else str(self.dst)
-        text = self.payload.decode("utf-8", "replace")
-        extra = f" ({self.note})" if self.note else ""
-        return f"{self.host}: {self.proto} {self.src}{ports}{dst} {text!r}{extra}"
 
 
 @dataclass

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
+from nat.checksum import checksums_ok
 from nat.choice import Choice
 from nat.conn import Conn
 from nat.conntrack import Table
@@ -32,7 +33,7 @@ from nat.core import nf_conntrack_confirm, nf_conntrack_in
 from nat.extract import icmp_error_inner
 from nat.hooks import Hook, Priority
 from nat.journey import Journey, Step
-from nat.manip import icmp_reply_translation, manip_pkt
+from nat.manip import ManipError, icmp_reply_translation, manip_pkt
 from nat.maniptype import ManipType
 from nat.nat_core import nf_nat_setup_info, null_binding
 from nat.nat_targets import masquerade_range, redirect_range
@@ -181,7 +182,7 @@ class Gateway:
 
     def _conntrack_in(self, w: _Walk, hook: Hook) -> bool:
         res = nf_conntrack_in(self.table, w.pkt, hook, w.now, self.config.sysctls,
-                              enabled=self.tracking)
+                              enabled=self.tracking, profile=self.config.profile)
         w.conn, w.ctinfo = res.conn, res.ctinfo
         if not self.tracking:
             return True
@@ -220,8 +221,7 @@ class Gateway:
             return True
         if w.ctinfo in (CtInfo.RELATED, CtInfo.RELATED_REPLY) and w.pkt.proto == Proto.ICMP \
                 and isinstance(w.pkt.l4, IcmpHeader) and w.pkt.l4.type in ICMP_ERROR_TYPES:
-            self._icmp_reply_translation(w, hook, manip, prio)
-            return True
+            return self._icmp_reply_translation(w, hook, manip, prio)
         if w.ctinfo in (CtInfo.NEW, CtInfo.RELATED, CtInfo.RELATED_REPLY) \
                 and not ct.status & manip.done_bit:
             bound = self._run_nat_chains(w, hook, manip, prio, choose)
@@ -308,29 +308,42 @@ class Gateway:
             return True
         target = invert(w.conn.tuple(direction.other()))
         before = w.pkt
-        w.pkt = manip_pkt(w.pkt, target, manip)
+        try:
+            w.pkt = manip_pkt(w.pkt, target, manip)
+        except ManipError as exc:      # too short to rewrite: the kernel drops it
+            w.note(hook, prio, "nf_nat_manip_pkt", f"{exc}: dropped")
+            return False
         w.note(hook, prio, "nf_nat_manip_pkt", _describe_rewrite(before, w.pkt, manip))
         return True
 
-    def _icmp_reply_translation(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> None:
-        """nf_nat_icmp_reply_translation(): the quoted packet and the outer header."""
+    def _icmp_reply_translation(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> bool:
+        """nf_nat_icmp_reply_translation(): the quoted packet and the outer header. An error
+        whose ICMP checksum is bad is dropped first (nf_ip_checksum)."""
         assert w.conn is not None
+        if not checksums_ok(w.pkt)["l4"]:
+            w.note(hook, prio, "nf_nat_icmp_reply_translation", "bad ICMP checksum: dropped")
+            return False
         direction = Direction.REPLY if w.ctinfo.is_reply else Direction.ORIGINAL
         bit = manip.nat_bit
         if direction is Direction.REPLY:
             bit = Status.DST_NAT if bit is Status.SRC_NAT else Status.SRC_NAT
         if not w.conn.status & bit:
-            return
+            return True
         other = w.conn.tuple(direction.other())
         inner_manip = ManipType.DST if manip is ManipType.SRC else ManipType.SRC
         before = w.pkt
-        w.pkt = icmp_reply_translation(w.pkt, other, inner_manip, invert(other), manip)
+        try:
+            w.pkt = icmp_reply_translation(w.pkt, other, inner_manip, invert(other), manip)
+        except ManipError as exc:
+            w.note(hook, prio, "nf_nat_icmp_reply_translation", f"{exc}: dropped")
+            return False
         inner_before = icmp_error_inner(before)
         inner_after = icmp_error_inner(w.pkt)
         quoted = (f"; quoted {inner_before.summary()} -> {inner_after.summary()}"
                   if inner_before is not None and inner_after is not None else "")
         w.note(hook, prio, "nf_nat_icmp_reply_translation",
                _describe_rewrite(before, w.pkt, manip) + quoted)
+        return True
 
     def _confirm(self, w: _Walk, hook: Hook) -> bool:
         if w.conn is None or not self.tracking:
