@@ -1,1 +1,1 @@
-"""placeholder"""
+"""natlab experiments: specs, the kernel run, the model run, comparison, bundles and the CLI."""

@@ -465,10 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="load the gateway's rules with this backend instead of the "
                             "spec's own (iptables = iptables-nft)")
 
-    p = add("run", "run specs on the real kernel (root)",
+    p = add("run", "run specs on the real kernel and check the model against it (root)",
             "Build each spec's topology in fresh network namespaces, load the rules into the "
-            "gateway, send the traffic, and show the gateway's conntrack table and what each "
-            "host received. Needs root. Everything is torn down afterwards, even on errors.",
+            "gateway, send the traffic while capturing every packet in and out of the gateway, "
+            "and snapshot its conntrack table. Then feed the model the packets the gateway "
+            "received and compare: conntrack entries field by field, sent packets byte for "
+            "byte. Prints kernel | model side by side and a verdict (MATCH, MISMATCH, XFAIL, "
+            "XPASS), checks the spec's [expect], and writes a result bundle that `natlab judge` "
+            "can re-check anywhere. Needs root. Everything is torn down afterwards, even on "
+            "errors. Exit status 0 only when every spec is MATCH or XFAIL and no expectation "
+            "fails.",
             cmd_run)
     specs(p)
     p.add_argument("--json", action="store_true",
