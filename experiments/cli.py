@@ -362,6 +362,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             load_rules(net.gateway, backend, rules, nft)
         if spec is not None and spec.sysctls:
             set_sysctls(net.gateway, spec.sysctls)
+        if sys.stdin.isatty() and not args.simple:
+            print(f"topology {topology.name} is up: Mininet's CLI, hosts by their names "
+                  f"({', '.join(h.name for h in topology.hosts)}); e.g. "
+                  f"`{topology.gateway} conntrack -L`. `exit` tears everything down.")
+            net.mininet_cli()
+            return OK
         return interactive(net, sys.stdin, sys.stdout)
 
 
@@ -519,8 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("up", "bring a topology up and explore it by hand (root)",
             "Build a topology (a preset, or a spec's topology with its rules and sysctls), "
-            "optionally load rules into the gateway, and open a small shell to run commands "
-            "in its hosts. Leaving the shell tears everything down.", cmd_up)
+            "optionally load rules into the gateway, and open Mininet's interactive CLI on it "
+            "(hosts answer to their topology names: `gateway conntrack -L`). Without a "
+            "terminal, or with --simple, a small line shell reads commands from stdin "
+            "instead. Leaving either tears everything down.", cmd_up)
     p.add_argument("topology", nargs="?", default="home", metavar="TOPOLOGY",
                    help="a topology preset (home, lan) or a spec (default: home)")
     p.add_argument("--rules", metavar="FILE", default=None,
@@ -528,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--backend nft)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="how to load the rules (default: the spec's, else iptables)")
+    p.add_argument("--simple", action="store_true",
+                   help="natlab's line shell (HOST COMMAND ARGS...) instead of Mininet's CLI")
 
     p = add("bench", "measure natlab's speed",
             "Benchmarks of the model and of kernel runs; arguments go to the benchmark.",

@@ -156,6 +156,7 @@ class Network:
         self._ifindex: dict[tuple[str, str], int] = {}
         self.node_names: dict[str, str] = {}
         self.sysctls: dict[str, dict[str, str]] = {}
+        self._mininet: Any = None
         self.start_seconds: float | None = None
         self.stop_seconds: float | None = None
 
@@ -175,6 +176,19 @@ class Network:
     @property
     def gateway(self) -> HostHandle:
         return self.host(self.topology.gateway)
+
+    def mininet_cli(self) -> None:
+        """Mininet's own interactive CLI on this network. Hosts answer to their topology
+        names (`gateway conntrack -L`, `laptop ping -c1 203.0.113.10`) as well as to their
+        run-scoped node names."""
+        from mininet.cli import CLI
+
+        net = self._mininet
+        if net is None:
+            raise RuntimeError(f"{self} is not running")
+        for name, node_name in self.node_names.items():
+            net.nameToNode.setdefault(name, net.nameToNode[node_name])
+        CLI(net)
 
     def bridge(self, segment: str) -> HostHandle:
         """The namespace holding the Linux bridge of a bridged segment."""
@@ -278,6 +292,7 @@ class _Builder:
         Mininet.inited = True  # skip Mininet.init(): it changes root-namespace sysctls
         link_cls = type("_RunLink", (_CheckedLink,), {"ifindexes": self.ifindexes})
         self.net = Mininet(topo=None, controller=None, build=False, link=link_cls)
+        self.network._mininet = self.net
         for i, host in enumerate(self.topology.hosts):
             node_name = host_node_name(self.run_id, i)
             self.network._hosts[host.name] = self._add_node(node_name, host.name)
