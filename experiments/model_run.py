@@ -66,7 +66,11 @@ def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
 def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelResult:
     config = GatewayConfig(netview_for(spec.topology), model_ruleset(spec),
                            Sysctls.from_mapping(spec.sysctls), profile)
-    world = World(spec.topology, Gateway(config))
+    from nat.iptables_syntax import parse_iptables_restore
+
+    world = World(spec.topology, Gateway(config),
+                  host_rules={h: parse_iptables_restore(text)
+                              for h, text in spec.host_rules.items()})
     checkpoints: list[tuple[str, tuple[Entry, ...]]] = []
     for step in spec.steps:
         _run_step(world, spec.topology, step, checkpoints)

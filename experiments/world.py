@@ -17,9 +17,12 @@ from ipaddress import IPv4Address
 
 from experiments import craft
 from experiments.steps import Received
+from nat.hooks import Hook
 from nat.journey import Journey
 from nat.packet import ACK, FIN, RST, SYN, IcmpHeader, Packet, TcpHeader, UdpHeader
 from nat.pipeline import Gateway
+from nat.rule_eval import RuleContext, evaluate
+from nat.rules import Drop, Reject, Ruleset
 from topologies.description import Host, Topology
 
 PACKET_GAP = 0.0005   # model time between one packet and the next
@@ -51,6 +54,7 @@ class World:
     tcp_listeners: dict[tuple[str, int], bytes] = field(default_factory=dict)
     tcp: dict[tuple[str, IPv4Address, int, IPv4Address, int], _TcpEnd] = field(
         default_factory=dict)
+    host_rules: dict[str, Ruleset] = field(default_factory=dict)
     _queue: deque[tuple[str, Packet]] = field(default_factory=deque)
     _isn: int = 1_000_000
 
@@ -132,6 +136,8 @@ class World:
     def _answer(self, host: Host, pkt: Packet) -> list[Packet]:
         if pkt.ip.dst not in host.addresses():
             return []
+        if self._dropped_by_host_rules(host, pkt):
+            return []
         l4 = pkt.l4
         if isinstance(l4, UdpHeader):
             return self._udp_in(host, pkt, l4)
@@ -144,6 +150,20 @@ class World:
                 return [craft.icmp(pkt.ip.dst, pkt.ip.src, 0, 0, id_=l4.id, seq=l4.seq,
                                    payload=pkt.payload)]
         return []
+
+    def _dropped_by_host_rules(self, host: Host, pkt: Packet) -> bool:
+        """A host's own filter INPUT rules (spec `host_rules`), as a new packet meets them.
+        The stand-in hosts keep no conntrack of their own, so every packet counts as NEW."""
+        rules = self.host_rules.get(host.name)
+        if rules is None:
+            return False
+        in_iface = next((i.name for i in host.interfaces if pkt.ip.src in i.network),
+                        host.interfaces[0].name)
+        for chain in rules.base_chains(Hook.LOCAL_IN, "filter"):
+            outcome = evaluate(rules, chain, RuleContext(pkt, in_iface, None, "NEW"))
+            if isinstance(outcome.target, Drop | Reject):
+                return True
+        return False
 
     def _udp_in(self, host: Host, pkt: Packet, udp: UdpHeader) -> list[Packet]:
         key = (host.name, udp.dport)

@@ -39,8 +39,9 @@ class Journey:
     """What the gateway did with one packet.
 
     `verdict` is ACCEPT (sent on `out_iface`), LOCAL (delivered to the gateway's own stack),
-    or DROP. `entry` is the packet's conntrack entry after the packet (None if untracked or
-    gone), as `conntrack -L` would show it at `time`.
+    or DROP. `packet_out` is the packet as it left the hooks (for LOCAL: as the gateway's
+    own stack receives it). `entry` is the packet's conntrack entry after the packet (None
+    if untracked or gone), as `conntrack -L` would show it at `time`.
     """
 
     time: float

@@ -370,7 +370,7 @@ class Gateway:
             packet_in=pkt_in,
             steps=tuple(w.steps),
             verdict=verdict,
-            packet_out=w.pkt if verdict == "ACCEPT" else None,
+            packet_out=w.pkt if verdict in ("ACCEPT", "LOCAL") else None,
             out_iface=w.out_dev.name if verdict == "ACCEPT" and w.out_dev else None,
             entry=entry,
         )
