@@ -151,6 +151,12 @@ def _replay_local(gateway: Gateway, packets: list[WirePacket], index: int,
                 local = manip_pkt(manip_pkt(seen, conn.reply, ManipType.SRC),
                                   conn.reply, ManipType.DST)
                 break
+    if not gateway.config.net.is_local(local.ip.src):
+        # Not from one of the gateway's addresses: a forwarded packet the model did not
+        # send (it dropped it, or delivered it locally). Left unexplained, so the comparison
+        # reports it as sent by the kernel and not by the model. (A tcp-reset from REJECT
+        # in FORWARD would also land here: the model does not build those.)
+        return
     journey = gateway.send_local(local, wp.time, _KernelChooser(index, seen, choices))
     journeys.append(journey)
     if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
