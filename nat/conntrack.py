@@ -32,6 +32,7 @@ from nat.entry import Entry
 from nat.tuple import Direction, Tuple
 
 _Key = tuple[Tuple, int]
+_SrcKey = tuple[int, IPv4Address, int, int]       # (proto, source address, source key, zone)
 
 
 class TableError(ValueError):
@@ -45,6 +46,10 @@ class Table:
         self._conns: dict[int, Conn] = {}
         self._hash: dict[_Key, tuple[int, Direction]] = {}
         self._bysource: dict[int, int] = {}      # entry id -> by-source order (newest highest)
+        # The same records grouped by source, so by_source reads one bucket, as the kernel's
+        # nf_nat_bysource hash does, instead of every record (O(1) per new connection).
+        self._bysource_index: dict[_SrcKey, set[int]] = {}
+        self._bysource_key: dict[int, _SrcKey] = {}     # entry id -> its bucket above
         self._last_id = 0
 
     # -- ids ------------------------------------------------------------------------------
@@ -106,6 +111,7 @@ class Table:
         self._conns[conn.id] = conn
         self._hash[keys[0]] = (conn.id, Direction.ORIGINAL)
         self._hash[keys[1]] = (conn.id, Direction.REPLY)
+        self._reindex_source(conn)
 
     def replace(self, conn: Conn) -> None:
         """Store a new value for an entry already in the table (same id).
@@ -128,6 +134,7 @@ class Table:
             self._hash[self._keys(old)[0]] = (old.id, Direction.ORIGINAL)
             self._hash[self._keys(old)[1]] = (old.id, Direction.REPLY)
             raise
+        self._reindex_source(conn)
 
     def delete(self, conn_id: int) -> Conn | None:
         """nf_ct_delete(): remove the entry (and its by-source record). Returns the removed
@@ -136,7 +143,7 @@ class Table:
         if conn is None:
             return None
         self._unhash(conn)
-        self._bysource.pop(conn_id, None)
+        self._unindex_source(conn_id)
         return conn
 
     def reap(self, now: float) -> list[Conn]:
@@ -178,14 +185,16 @@ class Table:
         """nf_nat_setup_info() for SRC manip: record `conn` in the by-source list with order
         `seq` (find_appropriate_src walks newest first). The conn may still be unconfirmed:
         it is listed by `by_source` only once confirm has put it in the table."""
+        self._unindex_source(conn.id)
         self._bysource[conn.id] = seq
+        self._index_source(conn)
 
     def by_source(self, proto: int, src: IPv4Address, sport: int, zone: int) -> list[Conn]:
         """Entries given a SRC binding whose ORIGINAL source is (proto, src, sport) in `zone`,
         most recently bound first (nf_nat_bysource + same_src()). No expiry check."""
         found = [
-            (seq, c)
-            for cid, seq in self._bysource.items()
+            (self._bysource[cid], c)
+            for cid in self._bysource_index.get((proto, src, sport, zone), ())
             if (c := self._conns.get(cid)) is not None
             and c.orig.proto == proto and c.orig.src == src and c.orig.sport == sport
             and c.zone == zone
@@ -209,6 +218,35 @@ class Table:
     @staticmethod
     def _keys(conn: Conn) -> tuple[_Key, _Key]:
         return (conn.orig, conn.zone), (conn.reply, conn.zone)
+
+    @staticmethod
+    def _source_key(conn: Conn) -> _SrcKey:
+        return conn.orig.proto, conn.orig.src, conn.orig.sport, conn.zone
+
+    def _index_source(self, conn: Conn) -> None:
+        key = self._source_key(conn)
+        self._bysource_key[conn.id] = key
+        self._bysource_index.setdefault(key, set()).add(conn.id)
+
+    def _reindex_source(self, conn: Conn) -> None:
+        """Keep the by-source record in the bucket of the entry's current original."""
+        key = self._bysource_key.get(conn.id)
+        if key is not None and key != self._source_key(conn):
+            seq = self._bysource[conn.id]
+            self._unindex_source(conn.id)
+            self._bysource[conn.id] = seq
+            self._index_source(conn)
+
+    def _unindex_source(self, conn_id: int) -> None:
+        """Forget entry `conn_id`'s by-source record (if any)."""
+        self._bysource.pop(conn_id, None)
+        key = self._bysource_key.pop(conn_id, None)
+        if key is None:
+            return
+        bucket = self._bysource_index[key]
+        bucket.discard(conn_id)
+        if not bucket:
+            del self._bysource_index[key]
 
     def _unhash(self, conn: Conn) -> None:
         for key in self._keys(conn):
