@@ -451,6 +451,7 @@ def _check_references(spec: Spec) -> None:
                                 "a reply needs a listener, but listen = false")
         if isinstance(step, RawStep):
             _check_raw(path, w, step, target)
+        _check_payload_sizes(path, w, step)
         if isinstance(step, CheckpointStep):
             if not CHECKPOINT_NAME_RE.fullmatch(step.name):
                 raise SpecError(path, f"{w}.name", f"{step.name!r} is not a usable name: "
@@ -483,6 +484,26 @@ def _check_references(spec: Spec) -> None:
                         raise SpecError(path, f"{w}.{field}", "ICMP has no ports")
 
 
+def _check_payload_sizes(path: Path, w: str, step: Any) -> None:
+    """Every payload must fit in one IPv4 packet (65535 bytes with the IP and L4 headers):
+    the packets are built whole, by the model's world and by the raw step."""
+    fields: tuple[str, ...]
+    if isinstance(step, UdpStep):
+        fields, header = ("payload", "reply"), 28
+    elif isinstance(step, TcpStep):
+        fields, header = ("send", "reply"), 40
+    elif isinstance(step, RawStep) and step.hex is None:
+        fields = ("payload",)
+        header = {"tcp": 40, 6: 40, "udp": 28, 17: 28, "icmp": 28, 1: 28}.get(step.proto, 20)
+    else:
+        return
+    for name in fields:
+        value = getattr(step, name)
+        if value is not None and len(value.encode()) > 65535 - header:
+            raise SpecError(path, f"{w}.{name}", f"{len(value.encode())} bytes: more than one "
+                            f"IPv4 packet carries (at most {65535 - header})")
+
+
 def _check_raw(path: Path, w: str, step: RawStep, target: Any) -> None:
     field_form = [
         f for f in ("proto", "src", "dst", "sport", "dport", "flags", "seq", "ack", "window",
@@ -499,6 +520,12 @@ def _check_raw(path: Path, w: str, step: RawStep, target: Any) -> None:
         if len(text) < 40 or text[0] != "4":
             raise SpecError(path, f"{w}.hex", "not an IPv4 packet (needs at least a 20-byte "
                             "header starting with version 4)")
+        from nat.packet import MalformedPacket, parse
+
+        try:  # the packet is rebuilt from its parsed form to be sent and replayed
+            parse(bytes.fromhex(text))
+        except MalformedPacket as e:
+            raise SpecError(path, f"{w}.hex", f"a malformed packet: {e}") from None
         return
     if step.proto is None:
         raise SpecError(path, f"{w}.proto", 'missing ("tcp", "udp", "icmp" or a number), '

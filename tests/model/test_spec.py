@@ -195,7 +195,7 @@ dst = "203.0.113.1"
 [[steps]]
 action = "raw"
 from = "desktop"
-hex = "4500001c 0001 0000 4011 0000 cb00710a c0a80109"
+hex = "4500001c 0001 0000 4011 0000 cb00710a c0a80109 92eb270f 00080000"
 [[steps]]
 action = "sleep"
 seconds = 2.5
