@@ -549,8 +549,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The `natlab` console script."""
     parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
     try:
-        args = parser.parse_args(argv)
+        if words[:1] == ["bench"]:
+            # argparse's REMAINDER refuses a first word that looks like an option
+            # (`natlab bench --quick`): the benchmark parses its own arguments.
+            args = argparse.Namespace(func=cmd_bench, args=words[1:])
+        else:
+            args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
         return e.code if isinstance(e.code, int) else USAGE
     try:
