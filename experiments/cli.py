@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,52 +224,161 @@ def cmd_run(args: argparse.Namespace) -> int:
             _check_rules(spec)
         except UserError as e:      # reported after the kernel had its say on the same rules
             model_problems[i] = e
+    console = _console()
+    results = Path(args.out) if args.out else Path("results")
+
+    def one(i: int) -> tuple[str, bool]:
+        return _run_one(specs[i], model_problems.get(i), results, args, console)
+
+    clean = True
+    for text, spec_clean in _in_order(len(specs), args.jobs, one):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        clean = clean and spec_clean
+    return OK if clean else NOT_CLEAN
+
+
+def _run_one(spec: Any, model_problem: UserError | None, results: Path,
+             args: argparse.Namespace, console: Any) -> tuple[str, bool]:
+    """One spec: kernel run, judgement, bundle. Returns what to print and whether it is clean."""
     import shutil
 
     from experiments.bundle import observed_from, write_bundle
     from experiments.judgement import judge_observed
     from experiments.kernel_run import run_on_kernel
+    from experiments.report import to_jsonable
     from topologies.hostexec import CommandError
 
-    console = _console()
-    results = Path(args.out) if args.out else Path("results")
-    clean = True
-    for i, spec in enumerate(specs):
-        workdir = Path(tempfile.mkdtemp(prefix=f"natlab-{spec.name}-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"natlab-{spec.name}-"))
+    try:
         try:
-            try:
-                obs = run_on_kernel(spec, workdir=workdir)
-            except CommandError as e:
-                raise UserError(f"{spec.path}: {e}") from None
-            except UserError as e:
-                raise UserError(f"{spec.path}: {e}") from None
-            if i in model_problems:
-                raise model_problems[i]
-            observed = observed_from(obs)
-            judgement = judge_observed(spec, observed)
-            bundle = write_bundle(results, spec, obs, observed, judgement)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        clean = clean and judgement.clean
-        if args.json:
-            _print_json({
-                "name": spec.name, "spec": spec.path, "backend": spec.backend,
-                "run_id": obs.run_id, "verdict": judgement.status,
-                "expect": {"status": judgement.expect.status,
-                           "failures": list(judgement.expect.failures)},
-                "diffs": [d.to_json() for d in judgement.diffs],
-                "xfail": spec.xfail,
-                "kernel": {
-                    "conntrack": obs.final_conntrack_lines,
-                    "checkpoints": {s.name: list(s.lines) for s in obs.checkpoints},
-                    "received": obs.received,
-                },
-                "model": {"conntrack": list(judgement.model_conntrack)},
-                "bundle": bundle,
-            })
-            continue
+            obs = run_on_kernel(spec, workdir=workdir)
+        except CommandError as e:
+            raise UserError(f"{spec.path}: {e}") from None
+        except UserError as e:
+            raise UserError(f"{spec.path}: {e}") from None
+        if model_problem is not None:
+            raise model_problem
+        observed = observed_from(obs)
+        judgement = judge_observed(spec, observed)
+        bundle = write_bundle(results, spec, obs, observed, judgement)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        return json.dumps(to_jsonable({
+            "name": spec.name, "spec": spec.path, "backend": spec.backend,
+            "run_id": obs.run_id, "verdict": judgement.status,
+            "expect": {"status": judgement.expect.status,
+                       "failures": list(judgement.expect.failures)},
+            "diffs": [d.to_json() for d in judgement.diffs],
+            "xfail": spec.xfail,
+            "kernel": {
+                "conntrack": obs.final_conntrack_lines,
+                "checkpoints": {s.name: list(s.lines) for s in obs.checkpoints},
+                "received": obs.received,
+            },
+            "model": {"conntrack": list(judgement.model_conntrack)},
+            "bundle": bundle,
+        }), separators=(",", ":")) + "\n", judgement.clean
+    with console.capture() as captured:
         _show_run(console, spec, obs, judgement, bundle, args.verbose)
-    return OK if clean else NOT_CLEAN
+    return captured.get(), judgement.clean
+
+
+def _in_order(count: int, jobs: int, one: Callable[[int], tuple[str, bool]]
+              ) -> Iterator[tuple[str, bool]]:
+    """`one(i)` for i in 0..count-1, results in that order. With jobs > 1, up to `jobs` of
+    them run at once, each in a forked worker process (a run owns its namespaces and its
+    SIGINT handling: on Ctrl-C or an error every running worker is interrupted, tears its run
+    down, and is waited for). A worker's error is raised when its turn comes."""
+    if jobs <= 1 or count <= 1:
+        for i in range(count):
+            yield one(i)
+        return
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("fork")
+    running: dict[Any, tuple[int, Any]] = {}
+    done: dict[int, tuple[Any, ...]] = {}
+    todo, turn = 0, 0
+    try:
+        while turn < count:
+            while todo < count and len(running) < jobs:
+                reader, writer = ctx.Pipe(duplex=False)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # SIGINT stays blocked until the worker has its own handler.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    proc = ctx.Process(target=_worker, args=(one, todo, writer))
+                    proc.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                writer.close()
+                running[reader] = (todo, proc)
+                todo += 1
+            readable: list[Any] = wait(list(running))
+            for ready in readable:
+                i, proc = running.pop(ready)
+                try:
+                    done[i] = ready.recv()
+                except EOFError:
+                    proc.join()
+                    done[i] = ("bug", f"the worker of spec #{i + 1} died ({proc.exitcode})")
+                ready.close()
+                proc.join()
+            while turn in done:
+                kind, *value = done.pop(turn)
+                turn += 1
+                if kind == "ok":
+                    yield value[0], value[1]
+                elif kind == "user":
+                    raise UserError(value[0])
+                elif kind == "interrupted":
+                    raise KeyboardInterrupt
+                else:
+                    raise RuntimeError(f"a natlab worker failed:\n{value[0]}")
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # wait for their teardown
+        try:
+            for _, proc in running.values():
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGINT)
+            for _, proc in running.values():
+                proc.join()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _worker(one: Callable[[int], tuple[str, bool]], i: int, writer: Any) -> None:
+    """A forked worker of `natlab run -j`: run spec `i`, send back the outcome."""
+    import signal
+    import traceback
+
+    def interrupt_once(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut teardown
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    result: tuple[Any, ...]
+    try:
+        text, clean = one(i)
+        result = ("ok", text, clean)
+    except UserError as e:
+        result = ("user", str(e))
+    except KeyboardInterrupt:
+        result = ("interrupted",)
+    except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent
+        result = ("bug", traceback.format_exc())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import contextlib
+
+    with contextlib.suppress(OSError):  # the parent is gone
+        writer.send(result)
+    writer.close()
 
 
 def _show_run(console: Any, spec: Any, obs: Any, judgement: Any, bundle: Path,
@@ -445,6 +554,16 @@ def interactive(net: Any, stdin: Any, stdout: Any) -> int:
 # --- the parser --------------------------------------------------------------------------------
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of jobs (1 or more)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from experiments.spec import BACKENDS
 
@@ -490,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: ./results)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also print each packet's journey through the modelled gateway")
+    p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
+                   help="run up to N specs at once, each in its own worker process (output "
+                        "and exit status as when run one by one; default 1)")
 
     p = add("model", "predict what specs do, with the Python model (no root)",
             "Run each spec through the model of netfilter alone: the predicted conntrack "
