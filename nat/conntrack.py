@@ -20,12 +20,20 @@ Expiry: an entry is expired when `timeout - now <= 0` (nf_ct_is_expired). Lookup
 leave it out. The kernel's GC worker also reaps unvisited ones some seconds later; `reap(now)`
 is that worker run to completion. `by_source` does not look at expiry (neither does the
 kernel's find_appropriate_src), so an expired entry nobody has reaped still counts there.
+
+Indexes for speed (no behaviour of their own): by-source records are bucketed by source like
+the kernel's nf_nat_bysource hash; `held_keys` lists, in order, the ports held for one
+(proto, addresses, other port, zone), so the NAT port search can find a free port by
+bisection; `earliest_expiry` says whether anything in the table could be expired.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+import heapq
+from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
+from typing import Literal
 
 from nat.conn import Conn
 from nat.entry import Entry
@@ -33,6 +41,8 @@ from nat.tuple import Direction, Tuple
 
 _Key = tuple[Tuple, int]
 _SrcKey = tuple[int, IPv4Address, int, int]       # (proto, source address, source key, zone)
+_Space = tuple[int, IPv4Address, IPv4Address, int, int]   # a tuple without one key, and zone
+KeyField = Literal["sport", "dport"]
 
 
 class TableError(ValueError):
@@ -50,6 +60,13 @@ class Table:
         # nf_nat_bysource hash does, instead of every record (O(1) per new connection).
         self._bysource_index: dict[_SrcKey, set[int]] = {}
         self._bysource_key: dict[int, _SrcKey] = {}     # entry id -> its bucket above
+        # Every hashed tuple once more, grouped by all its fields but one key, with that key's
+        # values sorted: the NAT port search finds the first key nobody holds by bisection
+        # (held_keys) instead of one lookup per key.
+        self._sports: dict[_Space, list[int]] = {}     # (proto, src, dst, dport, zone)
+        self._dports: dict[_Space, list[int]] = {}     # (proto, src, dst, sport, zone)
+        # (timeout, id) of every stored value, stale ones dropped lazily: earliest_expiry.
+        self._expiry: list[tuple[float, int]] = []
         self._last_id = 0
 
     # -- ids ------------------------------------------------------------------------------
@@ -111,6 +128,9 @@ class Table:
         self._conns[conn.id] = conn
         self._hash[keys[0]] = (conn.id, Direction.ORIGINAL)
         self._hash[keys[1]] = (conn.id, Direction.REPLY)
+        for t, zone in keys:
+            self._hold(t, zone)
+        self._note_expiry(conn)
         self._reindex_source(conn)
 
     def replace(self, conn: Conn) -> None:
@@ -124,6 +144,8 @@ class Table:
             raise TableError(f"entry {conn.id} is not in the table")
         if self._keys(old) == self._keys(conn):
             self._conns[conn.id] = conn
+            if conn.timeout != old.timeout:
+                self._note_expiry(conn)
             return
         self._unhash(old)
         try:
@@ -133,6 +155,8 @@ class Table:
             self._conns[old.id] = old
             self._hash[self._keys(old)[0]] = (old.id, Direction.ORIGINAL)
             self._hash[self._keys(old)[1]] = (old.id, Direction.REPLY)
+            for t, zone in self._keys(old):
+                self._hold(t, zone)
             raise
         self._reindex_source(conn)
 
@@ -202,6 +226,26 @@ class Table:
         found.sort(key=lambda item: (item[0], item[1].id), reverse=True)
         return [c for _, c in found]
 
+    def held_keys(self, t: Tuple, key: KeyField, zone: int) -> Sequence[int]:
+        """The values of `key` (sport or dport) for which the table holds a tuple equal to
+        `t` in every other field, in `zone`, sorted ascending. Expired entries not reaped yet
+        are included. Read-only: do not modify the returned sequence."""
+        if key == "sport":
+            return self._sports.get((t.proto, t.src, t.dst, t.dport, zone), ())
+        return self._dports.get((t.proto, t.src, t.dst, t.sport, zone), ())
+
+    def earliest_expiry(self) -> float | None:
+        """The smallest `timeout` of the held entries (None when empty): nothing in the table
+        is expired at `now` when `earliest_expiry() - now > 0`."""
+        heap = self._expiry
+        while heap:
+            timeout, conn_id = heap[0]
+            conn = self._conns.get(conn_id)
+            if conn is not None and conn.timeout == timeout:
+                return timeout
+            heapq.heappop(heap)
+        return None
+
     # -- views ----------------------------------------------------------------------------
 
     def conns(self, now: float) -> list[Conn]:
@@ -252,3 +296,33 @@ class Table:
         for key in self._keys(conn):
             if self._hash.get(key, (None,))[0] == conn.id:
                 del self._hash[key]
+                self._release(*key)
+
+    def _hold(self, t: Tuple, zone: int) -> None:
+        """Add `t` to the held_keys index (once, even if both tuples of an entry are `t`)."""
+        for values, key in ((self._sports.setdefault((t.proto, t.src, t.dst, t.dport, zone),
+                                                     []), t.sport),
+                            (self._dports.setdefault((t.proto, t.src, t.dst, t.sport, zone),
+                                                     []), t.dport)):
+            i = bisect.bisect_left(values, key)
+            if i == len(values) or values[i] != key:
+                values.insert(i, key)
+
+    def _release(self, t: Tuple, zone: int) -> None:
+        for index, space, key in ((self._sports, (t.proto, t.src, t.dst, t.dport, zone), t.sport),
+                                  (self._dports, (t.proto, t.src, t.dst, t.sport, zone), t.dport)):
+            values = index.get(space)
+            if values is None:
+                continue
+            i = bisect.bisect_left(values, key)
+            if i < len(values) and values[i] == key:
+                del values[i]
+            if not values:
+                del index[space]
+
+    def _note_expiry(self, conn: Conn) -> None:
+        heap = self._expiry
+        heapq.heappush(heap, (conn.timeout, conn.id))
+        if len(heap) > 4 * len(self._conns) + 1024:     # mostly stale: rebuild
+            self._expiry = [(c.timeout, c.id) for c in self._conns.values()]
+            heapq.heapify(self._expiry)

@@ -16,24 +16,30 @@ Known approximations (each only widens the allowed set):
   to be the last 32 probes of each round.
 - Give-up and eviction with a random start: allowed for any taken key once some start could
   reach it (a window of used ports long enough exists), not only the exact last probe.
+
+Speed: with a random start the model's own pick is the first free key of the range; on a
+`nat.conntrack.Table` it is found by bisection in the table's held_keys index when that is
+exact (nothing expired, no entry with this connection's tuple), else by probing key by key.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nat.choice import Choice
 from nat.conn import Conn
+from nat.conntrack import KeyField
 from nat.jhash import pick_ip
 from nat.maniptype import ManipType
 from nat.profile import KernelProfile
 from nat.rules import NatFlag, NatRange
 from nat.status import Status, TcpState
-from nat.tuple import Direction, Proto, Tuple, invert
+from nat.tuple import Direction, NotInvertible, Proto, Tuple, invert
 
 # Range flag bits (include/uapi/linux/netfilter/nf_nat.h), named here for brevity.
 MAP_IPS = NatFlag.MAP_IPS
@@ -79,6 +85,16 @@ class TupleSpace(Protocol):
     def by_source(self, proto: int, src: IPv4Address, sport: int, zone: int) -> list[Conn]: ...
     def add_by_source(self, conn: Conn, seq: int) -> None: ...
     def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class IndexedTupleSpace(TupleSpace, Protocol):
+    """A TupleSpace that can also list held keys in order (nat.conntrack.Table): lets the
+    port search skip runs of taken keys without probing each one."""
+
+    def held_keys(self, t: Tuple, key: KeyField, zone: int) -> Sequence[int]: ...
+    def earliest_expiry(self) -> float | None: ...
+    def __contains__(self, conn_id: object) -> bool: ...
 
 
 Rand = Callable[[], int]
@@ -396,11 +412,13 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
         plain = results[0]  # without eviction: the seq test that allows it is not modelled
         default_key = plain.key if plain is not None else min(fixed)
     else:
-        for i in range(scan_len):
-            k = keys.key_at(start + i)
-            if p.status(k) is _Status.FREE:
-                default_key = k
-                break
+        default_key = _first_free_indexed(p, keys, start)
+        if default_key is None:
+            for i in range(scan_len):
+                k = keys.key_at(start + i)
+                if p.status(k) is _Status.FREE:
+                    default_key = k
+                    break
     if default_key is None:
         out = _run_search(p, keys, start, lambda: 0, evict=False)
         assert out is not None
@@ -426,6 +444,60 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
         p.candidate(default_key), rule, text, members, reason,
         lambda: fixed_taken or (later_rounds and lazily("giveup", giveup_possible)),
     )
+
+
+def _first_free_indexed(p: _Prober, keys: KeyRange, start: int) -> int | None:
+    """The first key from offset `start` that is FREE, found by bisection in the table's
+    held_keys index instead of one probe per key; None when this shortcut cannot answer
+    exactly (then the caller probes key by key).
+
+    Exact only when "held" means "taken": no entry in the table is expired (an expired holder
+    counts as free, and probing it reaps it), no entry has this connection's original tuple
+    or id (tuple_taken's exceptions), and the keys do not wrap around 65535.
+    """
+    table = p.table
+    if not isinstance(table, IndexedTupleSpace) or not 0 < keys.size <= 65536 - keys.min:
+        return None
+    earliest = table.earliest_expiry()
+    if earliest is not None and earliest - p.now <= 0:
+        return None
+    if p.conn.id in table or table.lookup(p.conn.orig, p.conn.zone, p.now) is not None:
+        return None
+    try:
+        low, high = invert(p.candidate(keys.min)), invert(p.candidate(keys.min + 1))
+    except NotInvertible:
+        return None
+    if (low.sport, high.sport) == (keys.min, keys.min + 1) and low.dport == high.dport:
+        field: KeyField = "sport"
+    elif (low.dport, high.dport) == (keys.min, keys.min + 1) and low.sport == high.sport:
+        field = "dport"
+    else:
+        return None
+    held = table.held_keys(low, field, p.conn.zone)
+    first = keys.min + start % keys.size
+    last = keys.min + keys.size - 1
+    found = _first_not_in(held, first, last)
+    if found is None and first > keys.min:
+        found = _first_not_in(held, keys.min, first - 1)
+    return found
+
+
+def _first_not_in(held: Sequence[int], lo: int, hi: int) -> int | None:
+    """The smallest key in [lo, hi] not in `held` (sorted, no repeats), or None."""
+    i = bisect.bisect_left(held, lo)
+    if i == len(held) or held[i] != lo:
+        return lo
+    # held[i + j] == lo + j holds for a prefix of j (the values are distinct and sorted):
+    # find the end of that run of consecutive held keys.
+    good, bad = 0, len(held) - i
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if held[i + mid] == lo + mid:
+            good = mid
+        else:
+            bad = mid
+    key = lo + good + 1
+    return key if key <= hi else None
 
 
 def _start_offset(t: Tuple, rng: NatRangeLike, manip: ManipType,
