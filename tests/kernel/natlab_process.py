@@ -1,0 +1,153 @@
+"""Test helpers: `natlab` as a separate process, and what a run may leave behind.
+
+What is left of a run is looked up here independently of natlab's own sweeper (which the
+tests exercise): by /proc (environment marker, Mininet shell marker, network namespace),
+`ip link`, /proc/self/mountinfo and the state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+NATLAB = (sys.executable, "-m", "experiments.cli")
+STATE_DIR = Path("/run/natlab")
+RUN_ID_RE = re.compile(r"nl[0-9a-z]{4}")
+BUNDLE_FILES = ("spec.toml", "meta.json", "observed.json", "packets.jsonl", "prediction.json",
+                "verdict.json", "ruleset.txt", "conntrack/final.txt", "pcap/all.pcap")
+
+
+def natlab(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `natlab ARGS...` (this checkout's) in a session of its own, output piped."""
+    return subprocess.Popen([*NATLAB, *args], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, env=env)
+
+
+def natlab_run(args: Sequence[str], timeout: float = 120, env: dict[str, str] | None = None,
+               prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run `[*prefix,] natlab ARGS...` to the end (a prefix like `setpriv --reuid=...`)."""
+    return subprocess.run([*prefix, *NATLAB, *args], cwd=REPO, text=True, capture_output=True,
+                          timeout=timeout, env=env, check=False)
+
+
+# --- runs and their leftovers -----------------------------------------------------------------
+
+
+def state_files() -> dict[str, dict[str, object]]:
+    """run id -> the state file's content, for every readable natlab state file."""
+    out = {}
+    if STATE_DIR.is_dir():
+        for path in STATE_DIR.glob("*.json"):
+            try:
+                out[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def runs_owned_by(pids: Iterable[int]) -> dict[str, dict[str, object]]:
+    wanted = set(pids)
+    return {rid: s for rid, s in state_files().items() if s.get("owner_pid") in wanted}
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    start: str
+    netns: str
+    cmdline: str
+    env_run: str | None
+
+
+def processes() -> list[Proc]:
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        base = f"/proc/{entry.name}"
+        try:
+            stat = Path(f"{base}/stat").read_text()
+            netns = os.readlink(f"{base}/ns/net")
+            cmdline = Path(f"{base}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+            environ = Path(f"{base}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] in ("Z", "X"):
+            continue
+        env_run = next((v.split(b"=", 1)[1].decode(errors="replace") for v in environ
+                        if v.startswith(b"NATLAB_RUN=")), None)
+        out.append(Proc(int(entry.name), fields[19], netns, cmdline, env_run))
+    return out
+
+
+def root_links() -> set[str]:
+    proc = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, check=True,
+                          timeout=10)
+    return {str(link["ifname"]) for link in json.loads(proc.stdout)}
+
+
+def mount_lines() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+def leftovers(run_id: str, namespaces: Iterable[str] = ()) -> list[str]:
+    """Everything of run `run_id` that still exists: processes marked with it or living in
+    one of its `namespaces` (net:[inode] strings recorded while the run was alive), links in
+    our namespace named with it, mounts naming it, its state file."""
+    namespaces = set(namespaces)
+    found = [f"process {p.pid} ({p.cmdline[:80]})" for p in processes()
+             if p.env_run == run_id or f"mininet:{run_id}" in p.cmdline
+             or p.netns in namespaces]
+    found += [f"link {name}" for name in root_links() if name.startswith(run_id)]
+    found += [f"mount {line}" for line in mount_lines() if run_id in line]
+    inodes = {ns.removeprefix("net:") for ns in namespaces}
+    found += [f"namespace mount {line}" for line in mount_lines()
+              if "nsfs" in line and any(i in line for i in inodes)]
+    if (STATE_DIR / f"{run_id}.json").exists():
+        found.append("state file")
+    return found
+
+
+def namespaces_of(run_id: str) -> set[str]:
+    """The network namespaces (net:[inode]) the run's processes are in now."""
+    return {p.netns for p in processes()
+            if p.env_run == run_id or f"mininet:{run_id}" in p.cmdline}
+
+
+# --- bundles ----------------------------------------------------------------------------------
+
+
+def bundle_problems(bundle: Path) -> list[str]:
+    """Why `bundle` is not a complete natlab bundle ([] when it is): every file present, the
+    JSON readable, and the verdict recomputed from it the same as recorded."""
+    from experiments.bundle import judge
+
+    problems = [f"missing {name}" for name in BUNDLE_FILES if not (bundle / name).is_file()]
+    if problems:
+        return problems
+    try:
+        verdict = judge(bundle)
+    except Exception as e:  # noqa: BLE001 - any failure to read it is the finding
+        return [f"cannot be re-judged: {e}"]
+    if not verdict.same:
+        problems.append(f"re-judged {verdict.judgement.status}, recorded "
+                        f"{verdict.recorded.get('verdict')}")
+    return problems
+
+
+def results_entries(results: Path) -> tuple[list[Path], list[Path]]:
+    """(bundles, anything else) in a results directory."""
+    if not results.exists():
+        return [], []
+    entries = sorted(results.iterdir())
+    bundles = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    return bundles, [p for p in entries if p not in bundles]
