@@ -8,7 +8,11 @@ net/ipv4/devinet.c (a device's address list, inet_select_addr()).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+_LOOPBACK = IPv4Address("127.0.0.1")
+_LOOPBACK_NET = IPv4Network("127.0.0.0/8")
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,22 @@ class NetView:
         raise KeyError(f"no device {name}")
 
     def local_addresses(self) -> frozenset[IPv4Address]:
-        own = frozenset(a.ip for d in self.devices for a in d.addresses)
-        return own | {IPv4Address("127.0.0.1")}
+        return self._local
 
     def is_local(self, addr: IPv4Address) -> bool:
-        return addr in self.local_addresses() or addr in IPv4Network("127.0.0.0/8")
+        return addr in self._local or addr in _LOOPBACK_NET
 
     def all_routes(self) -> tuple[RouteEntry, ...]:
+        return self._all_routes
+
+    # Worked out once per view (it is frozen): every packet asks.
+    @cached_property
+    def _local(self) -> frozenset[IPv4Address]:
+        own = frozenset(a.ip for d in self.devices for a in d.addresses)
+        return own | {_LOOPBACK}
+
+    @cached_property
+    def _all_routes(self) -> tuple[RouteEntry, ...]:
         connected = tuple(
             RouteEntry(a.network, d.name) for d in self.devices for a in d.primary_addresses()
         )
