@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import AddressValueError, IPv4Address
 
 from nat.entry import Entry
@@ -218,10 +219,16 @@ def _address(w: _Words, key: str) -> IPv4Address:
     if ":" in text:
         raise w.error("IPv6 entries are not modelled (natlab is IPv4 only)")
     try:
-        return IPv4Address(text)
+        return _ipv4(text)
     except AddressValueError:
         w.i -= 1
         raise w.error(f"{key} {text!r} is not an IPv4 address") from None
+
+
+@lru_cache(maxsize=4096)
+def _ipv4(text: str) -> IPv4Address:
+    """IPv4Address(text), remembered: a listing repeats a few addresses on every line."""
+    return IPv4Address(text)
 
 
 def _tuple(w: _Words, proto: int) -> Tuple:
