@@ -223,7 +223,7 @@ class ReplayRow:
     entries: int                   # entries in the table after opening the flows
     remapped: int                  # flows whose source port MASQUERADE changed
     open_packets: int
-    open_seconds: float
+    open_seconds: float            # n x the median time per new flow over chunks
     steady_packets: int
     steady_seconds: float
     us_per_packet: float           # median over chunks of CHUNK steady packets
@@ -287,21 +287,35 @@ class Results:
 
 
 CHUNK = 1000                   # steady packets per timed chunk
+FLOW_CHUNK = 100               # new flows per timed chunk
 
 
-def measure_replay(n: int, packets: int, seed: int = 1) -> tuple[ReplayRow, Gateway, float]:
-    """Open `n` flows, then send `packets` packets over them. Returns the row, the gateway
-    (its table holds the flows) and the model time at the end.
+def measure_replay(n: int, packets: int, seed: int = 1,
+                   min_seconds: float = 0.0) -> tuple[ReplayRow, Gateway, float]:
+    """Open `n` flows (again on fresh gateways until `min_seconds` have passed), then send
+    `packets` packets over them. Returns the row, the gateway (its table holds the flows)
+    and the model time at the end.
 
-    The steady phase is timed in chunks of CHUNK packets and the median chunk is reported,
-    so a moment of load from elsewhere on the machine does not move the ratios.
+    Both phases are timed in chunks (FLOW_CHUNK flows, CHUNK packets) and the median chunk
+    is reported, so a moment of load from elsewhere on the machine does not move the ratios.
     """
     gc.collect()                   # earlier sizes' garbage is not this size's cost
-    gw = masquerade_gateway()
-    flows = make_flows(n, seed)
-    clock, opening = Clock(), Timer()
-    for f in flows:
-        open_flow(gw, f, clock, opening)
+    spent = 0.0
+    per_flow: list[float] = []     # seconds per new flow, one value per chunk of flows
+    while True:                    # small sizes: open on fresh gateways until min_seconds
+        gw = masquerade_gateway()
+        flows = make_flows(n, seed)
+        clock, opening = Clock(), Timer()
+        for i in range(0, n, FLOW_CHUNK):
+            chunk = Timer()
+            for f in flows[i:i + FLOW_CHUNK]:
+                open_flow(gw, f, clock, chunk)
+            per_flow.append(chunk.seconds / len(flows[i:i + FLOW_CHUNK]))
+            opening.seconds += chunk.seconds
+            opening.packets += chunk.packets
+        spent += opening.seconds
+        if spent >= min_seconds:
+            break
     entries = len(gw.table)
     if entries != n:
         raise BenchError(f"{n} flows opened but the table holds {entries} entries")
@@ -316,7 +330,7 @@ def measure_replay(n: int, packets: int, seed: int = 1) -> tuple[ReplayRow, Gate
     if len(gw.table) != n:
         raise BenchError(f"the table went from {n} to {len(gw.table)} entries")
     per_packet = statistics.median(1e6 * c.seconds / c.packets for c in chunks)
-    row = ReplayRow(n, entries, remapped, opening.packets, opening.seconds,
+    row = ReplayRow(n, entries, remapped, opening.packets, statistics.median(per_flow) * n,
                     sum(c.packets for c in chunks), sum(c.seconds for c in chunks), per_packet)
     return row, gw, clock.now
 
@@ -441,7 +455,11 @@ def machine_info() -> dict[str, str]:
 
 
 def ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}x" if base > 0 else "-"
+    """value/base as `1.04x`; a small one also as a fraction: `0.0017x (1/590)`."""
+    if base <= 0 or value <= 0:
+        return "-"
+    r = value / base
+    return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x (1/{1 / r:,.0f})"
 
 
 def _rate(x: float) -> str:
@@ -458,14 +476,16 @@ def tables(res: Results) -> list[Any]:
 
     out: list[Any] = []
     if res.replay:
-        base = res.replay[0].us_per_packet
+        base, first = res.replay[0].us_per_packet, res.replay[0]
         t = Table(title="Model replay: MASQUERADE, half UDP flows, half TCP connections "
                         "(nat.pipeline.Gateway)")
-        for col in ("flows in table", "remapped", "new flows/s", "packets", "packets/s",
-                    "us/packet", f"time/packet vs {res.replay[0].flows:,} flows"):
+        for col in ("flows in table", "remapped", "new flows/s",
+                    f"time/new flow vs {first.flows:,}", "packets", "packets/s", "us/packet",
+                    f"time/packet vs {first.flows:,} flows"):
             t.add_column(col, justify="right")
         for r in res.replay:
             t.add_row(f"{r.flows:,}", f"{r.remapped:,}", _rate(r.new_flows_per_s),
+                      ratio(first.new_flows_per_s, r.new_flows_per_s),
                       f"{r.steady_packets:,}", _rate(r.packets_per_s),
                       f"{r.us_per_packet:.1f}", ratio(r.us_per_packet, base))
         out.append(t)
@@ -576,7 +596,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Results:
         largest = max(sizes)
         for n in sizes:
             progress(f"replay: {n:,} flows")
-            row, gw, now = measure_replay(n, packets)
+            row, gw, now = measure_replay(n, packets, min_seconds=min_seconds)
             if "replay" in sections:
                 res.replay.append(row)
             if "listing" in sections and n == largest and not res.listing:
