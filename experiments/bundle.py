@@ -66,8 +66,8 @@ def write_bundle(results: Path, spec: Spec, obs: Observation, observed: Observed
     tmp = results / f".partial-{obs.run_id}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    try:  # from the mkdir on: a Ctrl-C right after it must not leave the directory
+        tmp.mkdir()
         (tmp / "spec.toml").write_bytes(spec.path.read_bytes())
         _json(tmp / "meta.json", {
             "format": FORMAT, "name": spec.name, "backend": spec.backend,

@@ -7,6 +7,7 @@ tests exercise): by /proc (environment marker, Mininet shell marker, network nam
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -99,28 +100,36 @@ def mount_lines() -> list[str]:
     return Path("/proc/self/mountinfo").read_text().splitlines()
 
 
-def leftovers(run_id: str, namespaces: Iterable[str] = ()) -> list[str]:
-    """Everything of run `run_id` that still exists: processes marked with it or living in
-    one of its `namespaces` (net:[inode] strings recorded while the run was alive), links in
-    our namespace named with it, mounts naming it, its state file."""
-    namespaces = set(namespaces)
+def leftovers(run_id: str, seen: Iterable[tuple[int, str]] = (), ignore: Iterable[int] = ()
+              ) -> list[str]:
+    """Everything of run `run_id` that still exists: processes marked with it, processes
+    `seen` in its namespaces earlier (pid and start time: a namespace's inode number is
+    reused as soon as it is freed, so it cannot identify the namespace later), links in our
+    namespace named with it, mounts naming it, its state file. `ignore`: pids of decoys."""
+    seen = set(seen)
+    skip = set(ignore)
     found = [f"process {p.pid} ({p.cmdline[:80]})" for p in processes()
-             if p.env_run == run_id or f"mininet:{run_id}" in p.cmdline
-             or p.netns in namespaces]
+             if p.pid not in skip and (p.env_run == run_id or f"mininet:{run_id}" in p.cmdline
+                                       or (p.pid, p.start) in seen)]
     found += [f"link {name}" for name in root_links() if name.startswith(run_id)]
     found += [f"mount {line}" for line in mount_lines() if run_id in line]
-    inodes = {ns.removeprefix("net:") for ns in namespaces}
-    found += [f"namespace mount {line}" for line in mount_lines()
-              if "nsfs" in line and any(i in line for i in inodes)]
     if (STATE_DIR / f"{run_id}.json").exists():
         found.append("state file")
     return found
 
 
-def namespaces_of(run_id: str) -> set[str]:
-    """The network namespaces (net:[inode]) the run's processes are in now."""
-    return {p.netns for p in processes()
-            if p.env_run == run_id or f"mininet:{run_id}" in p.cmdline}
+def in_namespaces_of(run_id: str) -> set[tuple[int, str]]:
+    """(pid, start time) of every process in the run's network namespaces now (from one scan
+    of /proc); never ours or init's (a command natlab starts is briefly in ours, before
+    `mnexec` moves it)."""
+    ours = set()
+    for pid in ("self", "1"):
+        with contextlib.suppress(OSError):  # init's may be hidden from us
+            ours.add(os.readlink(f"/proc/{pid}/ns/net"))
+    procs = processes()
+    spaces = {p.netns for p in procs
+              if p.env_run == run_id or f"mininet:{run_id}" in p.cmdline} - ours
+    return {(p.pid, p.start) for p in procs if p.netns in spaces}
 
 
 # --- bundles ----------------------------------------------------------------------------------
