@@ -122,14 +122,19 @@ def in_namespaces_of(run_id: str) -> set[tuple[int, str]]:
     """(pid, start time) of every process in the run's network namespaces now (from one scan
     of /proc); never ours or init's (a command natlab starts is briefly in ours, before
     `mnexec` moves it)."""
-    ours = set()
-    for pid in ("self", "1"):
-        with contextlib.suppress(OSError):  # init's may be hidden from us
-            ours.add(os.readlink(f"/proc/{pid}/ns/net"))
+    ours = _ours()  # init's may be hidden from us
     procs = processes()
     spaces = {p.netns for p in procs
               if p.env_run == run_id or f"mininet:{run_id}" in p.cmdline} - ours
     return {(p.pid, p.start) for p in procs if p.netns in spaces}
+
+
+def _ours() -> set[str]:
+    out = set()
+    for pid in ("self", "1"):
+        with contextlib.suppress(OSError):
+            out.add(os.readlink(f"/proc/{pid}/ns/net"))
+    return out
 
 
 # --- bundles ----------------------------------------------------------------------------------
