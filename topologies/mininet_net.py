@@ -378,6 +378,10 @@ class _Builder:
                 "0",
                 "forward_delay",
                 "0",
+                # No multicast snooping: with it the bridge joins 224.0.0.106 and sends an
+                # IGMP report onto the segment at a random moment (a stray packet in captures).
+                "mcast_snooping",
+                "0",
             ]  # fmt: skip
         )
         commands = []
