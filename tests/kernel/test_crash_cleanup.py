@@ -16,11 +16,13 @@ must survive every cleanup, and a final `natlab clean` of all dead runs.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,12 +42,12 @@ from tests.kernel.natlab_process import (
     root_links,
     runs_owned_by,
 )
+from topologies.names import new_run_id
 
 KILLS_PER_PHASE = 3
 MAX_TRIES_PER_PHASE = 8
 RULES = 600  # enough filter rules that loading them takes a while
 
-DECOY_RUN = "nlzz9x"  # shaped like a run id; no natlab run has it
 
 
 def _spec(directory: Path, topology: str) -> Path:
@@ -206,28 +208,38 @@ class Decoys:
         assert inside.returncode == 0, "the link inside the decoy namespace is gone"
 
 
+def _die_with_parent() -> None:
+    """In a decoy child: be killed when the test process dies, whatever way it dies
+    (prctl PR_SET_PDEATHSIG survives exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 @pytest.fixture
 def decoys(wait_until: Callable[..., None]) -> Iterator[Decoys]:
-    """Each decoy process leads a process group of its own, so it can be ended with its
-    children; `; true` keeps bash (and its marker-like argument) alive instead of exec'ing."""
+    """A namespace holding a link (its process's command line looks like a Mininet host's),
+    a process in our namespace carrying a run-id-shaped marker, and a link in our namespace
+    named like a run's. Names are fresh per test; every decoy dies with the test process."""
+    decoy_run = new_run_id()  # shaped like a run id; no run has it
     namespace = subprocess.Popen(
-        ["unshare", "--net", "--", "bash", "-c",
-         "ip link add nldecoy0 type veth peer name nldecoy1 && sleep 600; true", "mininet:h1"],
-        start_new_session=True)
-    plain = subprocess.Popen(["bash", "-c", "sleep 600; true", f"mininet:{DECOY_RUN}h0"],
-                             env={**os.environ, "NATLAB_RUN": DECOY_RUN},
-                             start_new_session=True)
-    link = f"{DECOY_RUN}a"
-    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name",
-                    f"{DECOY_RUN}b"], check=True, timeout=10)
+        ["unshare", "--net", "--", sys.executable, "-c",
+         "import subprocess, time; subprocess.run(['ip', 'link', 'add', 'nldecoy0', 'type', "
+         "'veth', 'peer', 'name', 'nldecoy1'], check=True); time.sleep(600)", "mininet:h1"],
+        preexec_fn=_die_with_parent)
+    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                              f"mininet:{decoy_run}h0"],
+                             env={**os.environ, "NATLAB_RUN": decoy_run},
+                             preexec_fn=_die_with_parent)
+    link = f"{decoy_run}a"
     try:
+        subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name",
+                        f"{decoy_run}b"], check=True, timeout=10)
         wait_until(lambda: subprocess.run(
             ["mnexec", "-a", str(namespace.pid), "ip", "link", "show", "nldecoy0"],
             capture_output=True, check=False).returncode == 0, what="the decoy namespace")
         yield Decoys(namespace, plain, link)
     finally:
         for p in (namespace, plain):
-            os.killpg(p.pid, signal.SIGKILL)
+            p.kill()
             p.wait()
         subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
 
