@@ -43,7 +43,9 @@ def test_run_json_matches_the_seeds_expectations(
             ), (exp, got)
         assert result["verdict"] == "MATCH", result["diffs"]
         assert result["expect"]["status"] == "PASS"
-        assert sorted(result["model"]["conntrack"]) == sorted(result["kernel"]["conntrack"])
+        # same entries (the timeout may differ within the comparison's tolerance)
+        assert sorted(parse_line(x).key() for x in result["model"]["conntrack"]) == sorted(
+            parse_line(x).key() for x in result["kernel"]["conntrack"])
         bundle = Path(result["bundle"])
         assert bundle.parent == tmp_path and result["name"] in bundle.name
         for name in ("spec.toml", "meta.json", "observed.json", "packets.jsonl",
