@@ -18,9 +18,9 @@ from nat.extract import get_tuple
 from nat.journey import Journey
 from nat.manip import manip_pkt
 from nat.maniptype import ManipType
-from nat.packet import IcmpHeader, MalformedPacket, Packet, parse
+from nat.packet import IcmpHeader, MalformedPacket, Packet, TcpHeader, parse
 from nat.pipeline import Gateway, GatewayConfig
-from nat.tuple import Tuple, invert, invertible
+from nat.tuple import ICMP_ERROR_TYPES, Tuple, invert, invertible
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
     snapshots: list[tuple[str, float, tuple[Entry, ...]]] = []
     pending = sorted(snapshot_times, key=lambda s: s[1])
     consumed: set[int] = set()
+    order: list[int] = []       # per sent packet: where the kernel's copy of it was captured
 
     for index, wp in enumerate(packets):
         while pending and pending[0][1] <= wp.time:
@@ -102,30 +103,33 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
             snapshots.append((name, at, tuple(gateway.entries(at))))
         if wp.direction == "out":
             if index not in consumed:
+                before = len(sent)
                 _replay_local(gateway, packets, index, journeys, sent, choices, unparsed)
+                order += [index] * (len(sent) - before)
             continue
         try:
             pkt = parse(wp.data)
         except MalformedPacket as exc:
             unparsed.append((index, str(exc)))
             continue
-        observed_index = _next_out(packets, index, pkt.proto, consumed)
-        observed = None
+        found = _next_out(packets, index, pkt, consumed)
+        observed_index, observed = found if found is not None else (None, None)
         if observed_index is not None:
-            try:
-                observed = parse(packets[observed_index].data)
-            except MalformedPacket:
-                observed = None
+            # The kernel forwarded this very packet: its copy is no packet of the gateway's
+            # own, whatever the model does with the input.
+            consumed.add(observed_index)
         chooser = _KernelChooser(index, observed, choices)
         journey = gateway.receive(pkt, wp.iface, wp.time, chooser)
         journeys.append(journey)
         if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
             sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
-            if observed_index is not None:
-                consumed.add(observed_index)
+            order.append(observed_index if observed_index is not None else index)
     for name, at in pending:
         snapshots.append((name, at, tuple(gateway.entries(at))))
-    return Prediction(tuple(journeys), tuple(sent), tuple(snapshots), tuple(choices),
+    # In the kernel's capture order, so that outputs of packets in flight together line up
+    # with the kernel's, whichever of them the kernel sent first.
+    in_order = tuple(s for _, s in sorted(zip(order, sent, strict=True), key=lambda x: x[0]))
+    return Prediction(tuple(journeys), in_order, tuple(snapshots), tuple(choices),
                       tuple(unparsed))
 
 
@@ -163,16 +167,42 @@ def _replay_local(gateway: Gateway, packets: list[WirePacket], index: int,
         sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
 
 
-def _next_out(packets: list[WirePacket], index: int, proto: int,
-              consumed: set[int]) -> int | None:
-    """The kernel's output for the input at `index`: the first unconsumed outgoing packet of
-    the same protocol captured after it (the gateway forwards synchronously)."""
+def _next_out(packets: list[WirePacket], index: int, pkt: Packet,
+              consumed: set[int]) -> tuple[int, Packet] | None:
+    """The kernel's output for the input `pkt` at `index`: the first unconsumed outgoing
+    packet captured after it that is `pkt` forwarded (`_forward_of`). Not merely the next
+    one of the same protocol: with two packets in flight, or one the kernel dropped, that
+    is another packet's output."""
     for j in range(index + 1, min(len(packets), index + 64)):
         wp = packets[j]
         if wp.direction == "out" and j not in consumed and len(wp.data) > 9 \
-                and wp.data[9] == proto:
-            return j
+                and wp.data[9] == pkt.proto:
+            try:
+                out = parse(wp.data)
+            except MalformedPacket:
+                continue
+            if _forward_of(pkt, out):
+                return j, out
         if wp.direction == "in" and j > index + 8:
             break
     return None
 
+
+def _forward_of(pkt: Packet, out: Packet) -> bool:
+    """Whether `out` can be `pkt` after ip_forward and NAT: NAT rewrites addresses, ports,
+    the ICMP id, the quote inside an ICMP error and checksums (nf_nat_manip_pkt,
+    nf_nat_icmp_reply_translation); ip_forward takes one from the TTL. Everything else is
+    the sender's and stays."""
+    if (out.ip.ttl != pkt.ip.ttl - 1 or out.ip.ident != pkt.ip.ident
+            or out.ip.total_length != pkt.ip.total_length or out.ip.tos != pkt.ip.tos):
+        return False
+    a, b = pkt.l4, out.l4
+    if isinstance(a, TcpHeader) and isinstance(b, TcpHeader):
+        same_l4 = (a.seq, a.ack, a.flags, a.window) == (b.seq, b.ack, b.flags, b.window)
+    elif isinstance(a, IcmpHeader) and isinstance(b, IcmpHeader):
+        if a.type in ICMP_ERROR_TYPES:     # the quoted packet is translated
+            return (a.type, a.code) == (b.type, b.code)
+        same_l4 = (a.type, a.code, a.seq) == (b.type, b.code, b.seq)
+    else:
+        same_l4 = type(a) is type(b)
+    return same_l4 and pkt.payload == out.payload
