@@ -456,6 +456,9 @@ def _check_references(spec: Spec) -> None:
             if not CHECKPOINT_NAME_RE.fullmatch(step.name):
                 raise SpecError(path, f"{w}.name", f"{step.name!r} is not a usable name: "
                                 "letters, digits, '_', '.', '-', at most 64")
+            if step.name == "final":
+                raise SpecError(path, f"{w}.name", "'final' is the name of the snapshot taken "
+                                "after the last step; call the checkpoint something else")
             if step.name in checkpoints:
                 raise SpecError(path, f"{w}.name", f"duplicate checkpoint {step.name!r}")
             checkpoints.add(step.name)

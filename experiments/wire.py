@@ -20,7 +20,9 @@ class WirePacket:
     data: bytes          # the IPv4 packet, from its first header byte
 
     def to_json(self) -> dict[str, object]:
-        return {"time": round(self.time, 6), "iface": self.iface, "direction": self.direction,
+        # The time unrounded (JSON keeps a float exactly): the capture has nanoseconds, and a
+        # re-judged bundle must order packets and snapshots as the run's own judgement did.
+        return {"time": self.time, "iface": self.iface, "direction": self.direction,
                 "data": self.data.hex()}
 
     @classmethod
