@@ -46,6 +46,8 @@ from nat.status import CtInfo, Status
 from nat.sysctl import Sysctls
 from nat.tuple import ICMP_ERROR_TYPES, Direction, Proto, Tuple, invert
 
+ICMP_REDIRECT = 5
+
 # Chooses among the outcomes the kernel may pick. The default takes the model's own pick;
 # the differential replay passes one that adopts what the kernel did.
 Chooser = Callable[[Choice[Tuple], ManipType], Tuple]
@@ -318,10 +320,18 @@ class Gateway:
 
     def _icmp_reply_translation(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> bool:
         """nf_nat_icmp_reply_translation(): the quoted packet and the outer header. An error
-        whose ICMP checksum is bad is dropped first (nf_ip_checksum)."""
-        assert w.conn is not None
+        whose ICMP checksum is bad is dropped first (nf_ip_checksum); so is a redirect about
+        an entry that is NATed or whose NAT is not done for both manip types."""
+        assert w.conn is not None and isinstance(w.pkt.l4, IcmpHeader)
         if not checksums_ok(w.pkt)["l4"]:
             w.note(hook, prio, "nf_nat_icmp_reply_translation", "bad ICMP checksum: dropped")
+            return False
+        done = Status.SRC_NAT_DONE | Status.DST_NAT_DONE
+        if w.pkt.l4.type == ICMP_REDIRECT and ((w.conn.status & done) != done
+                                               or w.conn.status & (Status.SRC_NAT
+                                                                   | Status.DST_NAT)):
+            w.note(hook, prio, "nf_nat_icmp_reply_translation",
+                   "redirect about a NATed (or not yet NAT-done) entry: dropped")
             return False
         direction = Direction.REPLY if w.ctinfo.is_reply else Direction.ORIGINAL
         bit = manip.nat_bit
