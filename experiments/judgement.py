@@ -144,14 +144,13 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
         diffs += compare_conntrack(snap.name, kernel_entries, model_entries)
         if snap.name == FINAL:
             final_model, final_kernel = model_entries, kernel_entries
-    diffs += compare_packets([p for p in observed.packets if p.direction == "out"],
-                             list(prediction.sent))
+    diffs += compare_packets(list(observed.packets), list(prediction.sent))
     for c in prediction.choices:
         if not c.allowed_kernel:
             diffs.append(Diff(f"choice at packet #{c.packet_index + 1}", f"{c.manip} binding",
                               c.kernel or "(not seen)", f"allowed: {c.allowed}"))
     for index, why in prediction.unparsed:
-        diffs.append(Diff(f"packet in #{index + 1}", "unreadable by the model", why, ""))
+        diffs.append(Diff(f"packet #{index + 1}", "unreadable by the model", why, ""))
     notes = tuple(f"step did not complete: {s}" for s in observed.incomplete_steps)
     return Judgement(
         name=spec.name,

@@ -110,7 +110,7 @@ def _run_step(world: World, topo: Topology, step: object,
             for h in listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)):
                 world.tcp_listeners[(h, step.listen_port)] = step.reply.encode()
         world.tcp_connect(step.from_, src, step.sport, dst, step.dport, step.send.encode(),
-                          step.reply.encode(), step.close)
+                          step.close)
     elif isinstance(step, PingStep):
         src = topo.host(step.from_).interfaces[0].ip
         dst = resolve_address(topo, step.to)

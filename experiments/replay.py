@@ -102,10 +102,9 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
             name, at = pending.pop(0)
             snapshots.append((name, at, tuple(gateway.entries(at))))
         if wp.direction == "out":
-            if index not in consumed:
-                before = len(sent)
-                _replay_local(gateway, packets, index, journeys, sent, choices, unparsed)
-                order += [index] * (len(sent) - before)
+            if index not in consumed and _replay_local(gateway, packets, index, journeys, sent,
+                                                       choices, unparsed):
+                order.append(index)
             continue
         try:
             pkt = parse(wp.data)
@@ -135,18 +134,19 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
 
 def _replay_local(gateway: Gateway, packets: list[WirePacket], index: int,
                   journeys: list[Journey], sent: list[tuple[int, str, bytes]],
-                  choices: list[ChoiceRecord], unparsed: list[tuple[int, str]]) -> None:
+                  choices: list[ChoiceRecord], unparsed: list[tuple[int, str]]) -> bool:
     """A packet the kernel sent that no received packet explains: the gateway's own stack
     sent it (a REDIRECTed service answering, an ICMP error of its own). The capture shows
     it after POST_ROUTING; when it belongs to a NATed entry, the packet as the local stack
     wrote it is that entry's reply tuple, so it is rebuilt that way and run through
-    LOCAL_OUT and POST_ROUTING like any locally generated packet."""
+    LOCAL_OUT and POST_ROUTING like any locally generated packet. True if the model sent
+    it (appended to `sent`)."""
     wp = packets[index]
     try:
         seen = parse(wp.data)
     except MalformedPacket as exc:
         unparsed.append((index, str(exc)))
-        return
+        return False
     local = seen
     t = get_tuple(seen)
     if t is not None:
@@ -160,11 +160,13 @@ def _replay_local(gateway: Gateway, packets: list[WirePacket], index: int,
         # send (it dropped it, or delivered it locally). Left unexplained, so the comparison
         # reports it as sent by the kernel and not by the model. (A tcp-reset from REJECT
         # in FORWARD would also land here: the model does not build those.)
-        return
+        return False
     journey = gateway.send_local(local, wp.time, _KernelChooser(index, seen, choices))
     journeys.append(journey)
     if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
         sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
+        return True
+    return False
 
 
 def _next_out(packets: list[WirePacket], index: int, pkt: Packet,

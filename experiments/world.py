@@ -254,7 +254,9 @@ class World:
         return self._isn
 
     def tcp_connect(self, host: str, src: IPv4Address, sport: int, dst: IPv4Address,
-                    dport: int, send: bytes, reply_expected: bytes, close: str) -> None:
+                    dport: int, send: bytes, close: str) -> None:
+        """`host` connects: the SYN goes now, the rest as the two ends answer each other
+        (the server's reply is the listener's, in `tcp_listeners`)."""
         isn = self._next_isn()
         end = _TcpEnd("client", (src, sport), (dst, dport), isn + 1, send=send, close=close)
         self.tcp[(host, src, sport, dst, dport)] = end

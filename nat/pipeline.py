@@ -30,6 +30,7 @@ from nat.choice import Choice
 from nat.conn import Conn
 from nat.conntrack import Table
 from nat.core import nf_conntrack_confirm, nf_conntrack_in
+from nat.entry import Entry
 from nat.extract import icmp_error_inner
 from nat.hooks import Hook, Priority
 from nat.journey import Journey, Step
@@ -114,13 +115,14 @@ class Gateway:
         verdict = self._walk_output(w, choose)
         return self._journey(w, None, pkt, verdict)
 
-    def entries(self, now: float) -> list:  # type: ignore[type-arg]
+    def entries(self, now: float) -> list[Entry]:
         """The table as `conntrack -L` would list it at `now`."""
         return self.table.entries(now)
 
     # -- paths ----------------------------------------------------------------------------
 
     def _walk_input(self, w: _Walk, choose: Chooser) -> str:
+        """ip_rcv() -> ip_rcv_finish() (routing) -> ip_local_deliver() or ip_forward()."""
         if not self._conntrack_in(w, Hook.PRE_ROUTING):
             return "DROP"
         if not self._nat_hook(w, Hook.PRE_ROUTING, choose):
@@ -149,6 +151,7 @@ class Gateway:
         return self._postrouting(w, choose)
 
     def _walk_output(self, w: _Walk, choose: Chooser) -> str:
+        """The socket's route lookup, then __ip_local_out() (LOCAL_OUT) and ip_output()."""
         if not self._route(w):
             return "DROP"
         if not self._conntrack_in(w, Hook.LOCAL_OUT):
@@ -163,6 +166,7 @@ class Gateway:
         return self._postrouting(w, choose)
 
     def _postrouting(self, w: _Walk, choose: Chooser) -> str:
+        """ip_output(): POST_ROUTING, then the packet leaves on `w.out_dev`."""
         if not self._nat_hook(w, Hook.POST_ROUTING, choose):
             return "DROP"
         if not self._confirm(w, Hook.POST_ROUTING):
@@ -170,6 +174,7 @@ class Gateway:
         return "ACCEPT"
 
     def _route(self, w: _Walk, again: bool = False) -> bool:
+        """The FIB lookup (ip_route_input; ip_route_me_harder after a LOCAL_OUT DNAT)."""
         found = self.config.net.lookup(w.pkt.ip.dst)
         fn = "ip_route_me_harder" if again else "ip_route_input"
         if found is None:
@@ -183,6 +188,7 @@ class Gateway:
     # -- callbacks ------------------------------------------------------------------------
 
     def _conntrack_in(self, w: _Walk, hook: Hook) -> bool:
+        """nf_conntrack_in() at -200: attach the entry (found or new, unconfirmed)."""
         res = nf_conntrack_in(self.table, w.pkt, hook, w.now, self.config.sysctls,
                               enabled=self.tracking, profile=self.config.profile)
         w.conn, w.ctinfo = res.conn, res.ctinfo
@@ -193,10 +199,9 @@ class Gateway:
         return res.verdict != "DROP"
 
     def _filter(self, w: _Walk, hook: Hook) -> bool:
-        chains = self.config.ruleset.base_chains(hook, "filter")
-        for chain in chains:
-            ctx = RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
-                              w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
+        """The filter base chains at `hook` (ipt_do_table / nft_do_chain), in priority order."""
+        ctx = _rule_context(w)
+        for chain in self.config.ruleset.base_chains(hook, "filter"):
             outcome = evaluate(self.config.ruleset, chain, ctx)
             target = outcome.target
             where = outcome.describe()
@@ -247,9 +252,8 @@ class Gateway:
         """The user's nat chains at `hook`, in priority order. True: a rule bound; False: no
         rule did (null binding follows); None: dropped."""
         assert w.conn is not None
+        ctx = _rule_context(w)        # the packet does not change until a rule binds
         for chain in self.config.ruleset.base_chains(hook, "nat"):
-            ctx = RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
-                              w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
             outcome = evaluate(self.config.ruleset, chain, ctx)
             target = outcome.target
             where = outcome.describe()
@@ -302,11 +306,8 @@ class Gateway:
     def _nf_nat_packet(self, w: _Walk, hook: Hook, manip: ManipType, prio: int) -> bool:
         """nf_nat_packet(): rewrite if this direction's binding changes anything here."""
         assert w.conn is not None
-        direction = Direction.REPLY if w.ctinfo.is_reply else Direction.ORIGINAL
-        bit = manip.nat_bit
-        if direction is Direction.REPLY:
-            bit = Status.DST_NAT if bit is Status.SRC_NAT else Status.SRC_NAT
-        if not w.conn.status & bit:
+        direction = _direction(w.ctinfo)
+        if not w.conn.status & _nat_bit(manip, direction):
             return True
         target = invert(w.conn.tuple(direction.other()))
         before = w.pkt
@@ -333,11 +334,8 @@ class Gateway:
             w.note(hook, prio, "nf_nat_icmp_reply_translation",
                    "redirect about a NATed (or not yet NAT-done) entry: dropped")
             return False
-        direction = Direction.REPLY if w.ctinfo.is_reply else Direction.ORIGINAL
-        bit = manip.nat_bit
-        if direction is Direction.REPLY:
-            bit = Status.DST_NAT if bit is Status.SRC_NAT else Status.SRC_NAT
-        if not w.conn.status & bit:
+        direction = _direction(w.ctinfo)
+        if not w.conn.status & _nat_bit(manip, direction):
             return True
         other = w.conn.tuple(direction.other())
         inner_manip = ManipType.DST if manip is ManipType.SRC else ManipType.SRC
@@ -356,6 +354,7 @@ class Gateway:
         return True
 
     def _confirm(self, w: _Walk, hook: Hook) -> bool:
+        """nf_confirm() at INT_MAX: a new entry enters the table (__nf_conntrack_confirm)."""
         if w.conn is None or not self.tracking:
             return True
         was_confirmed = w.conn.confirmed
@@ -384,6 +383,26 @@ class Gateway:
             out_iface=w.out_dev.name if verdict == "ACCEPT" and w.out_dev else None,
             entry=entry,
         )
+
+
+def _rule_context(w: _Walk) -> RuleContext:
+    """What a rule sees of the packet: the packet, in/out devices, the ct state."""
+    return RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
+                       w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
+
+
+def _direction(ctinfo: CtInfo) -> Direction:
+    """CTINFO2DIR()."""
+    return Direction.REPLY if ctinfo.is_reply else Direction.ORIGINAL
+
+
+def _nat_bit(manip: ManipType, direction: Direction) -> Status:
+    """The status bit that says this manip rewrites packets going `direction`: SRC_NAT for
+    SRC manip, DST_NAT for DST, swapped in the reply direction (nf_nat_packet)."""
+    bit = manip.nat_bit
+    if direction is Direction.REPLY:
+        bit = Status.DST_NAT if bit is Status.SRC_NAT else Status.SRC_NAT
+    return bit
 
 
 def ip_decrease_ttl(pkt: Packet) -> Packet:
