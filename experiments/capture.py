@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import struct
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.wire import WirePacket
-from topologies.hostexec import CommandError, HostHandle
+from topologies.hostexec import CommandError, HostHandle, terminate
 
 Direction = Literal["in", "out"]
 
@@ -241,12 +240,7 @@ class Capture:
             return
         if proc.poll() is None:
             self.drained = self.drain()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5.0)
+            terminate(proc, 5.0)
         if self._reader is not None:
             self._reader.join(2.0)
         if proc.stderr is not None:

@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import secrets
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import IO, Literal
 
 from nat.entry import Entry
 from nat.listing import EntryPattern, parse_line, parse_pattern
-from topologies.hostexec import CommandError, HostHandle
+from topologies.hostexec import CommandError, HostHandle, terminate
 
 EventType = Literal["NEW", "UPDATE", "DESTROY"]
 
@@ -212,12 +211,7 @@ class EventLog:
             return
         if proc.poll() is None:
             self.drained = self.drain()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(2.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(2.0)
+            terminate(proc, 2.0)
         self._proc = None
         self._close_files()
 

@@ -159,3 +159,13 @@ class HostHandle:
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(sig)
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop one process we started: SIGTERM, wait up to `timeout`, then SIGKILL and wait."""
+    _signal(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
