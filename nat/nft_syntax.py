@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from typing import Any
 
 from nat.hooks import NFT_HOOK, NFT_PRIORITY_KEYWORD, Hook, Priority
 from nat.rules import (
@@ -504,27 +505,6 @@ def _priority(text: str, hook: Hook, error: Callable[[str], RuleSyntaxError]) ->
 # One rule's statements.
 
 
-@dataclass
-class _Fields:
-    proto: int | None = None
-    proto_neg: bool = False
-    src: IPv4Network | None = None
-    src_neg: bool = False
-    dst: IPv4Network | None = None
-    dst_neg: bool = False
-    sport: PortMatch | None = None
-    dport: PortMatch | None = None
-    in_iface: str | None = None
-    in_iface_neg: bool = False
-    out_iface: str | None = None
-    out_iface_neg: bool = False
-    ctstate: frozenset[str] | None = None
-    ctstate_neg: bool = False
-    icmp_type: int | None = None
-    icmp_code: int | None = None
-    tcp_flags: TcpFlagsMatch | None = None
-
-
 class _RuleParser:
     """The statements of one rule: matches, then at most one terminal statement."""
 
@@ -534,10 +514,14 @@ class _RuleParser:
         self.table = table
         self.lineno = lineno
         self.line = line
-        self.f = _Fields()
+        self.match = Match()     # filled in statement by statement (frozen: replaced)
         self.target: Target | None = None
         self.terminal: _Tok | None = None
         self.set_fields: set[str] = set()
+
+    def set(self, **fields: Any) -> None:
+        """Record match fields (the Match is frozen: each statement makes a new one)."""
+        self.match = replace(self.match, **fields)
 
     def syntax(self, message: str) -> RuleSyntaxError:
         return RuleSyntaxError(self.lineno, message, self.line)
@@ -578,14 +562,7 @@ class _RuleParser:
                 raise self.syntax(f"statement {w!r} after terminal statement "
                                   f"{self.terminal.text!r} has no effect")
             self.statement(tok)
-        f = self.f
-        match = Match(proto=f.proto, proto_neg=f.proto_neg, src=f.src, src_neg=f.src_neg,
-                      dst=f.dst, dst_neg=f.dst_neg, sport=f.sport, dport=f.dport,
-                      in_iface=f.in_iface, in_iface_neg=f.in_iface_neg,
-                      out_iface=f.out_iface, out_iface_neg=f.out_iface_neg,
-                      ctstate=f.ctstate, ctstate_neg=f.ctstate_neg, icmp_type=f.icmp_type,
-                      icmp_code=f.icmp_code, tcp_flags=f.tcp_flags)
-        return match, self.target
+        return self.match, self.target
 
     def statement(self, tok: _Tok) -> None:
         w = tok.text
@@ -686,9 +663,9 @@ class _RuleParser:
         except (AddressValueError, NetmaskValueError, ValueError):
             raise self.syntax(f"bad address {text!r}") from None
         if field_ == "saddr":
-            self.f.src, self.f.src_neg = net, neg
+            self.set(src=net, src_neg=neg)
         else:
-            self.f.dst, self.f.dst_neg = net, neg
+            self.set(dst=net, dst_neg=neg)
 
     def protocol(self, what: str) -> None:
         neg = self.op()
@@ -701,9 +678,9 @@ class _RuleParser:
 
     def set_proto(self, number: int, neg: bool) -> None:
         """Record a protocol test; nft adds one itself in front of tcp/udp/icmp fields."""
-        f = self.f
+        f = self.match
         if f.proto is None:
-            f.proto, f.proto_neg = number, neg
+            self.set(proto=number, proto_neg=neg)
         elif (f.proto, f.proto_neg) != (number, neg):
             if not f.proto_neg and not neg:
                 raise self.syntax(f"conflicting protocols specified: "
@@ -732,9 +709,9 @@ class _RuleParser:
             raise self.syntax(f"interface name {name!r} is longer than 15 characters")
         pattern = name[:-1] + "+" if name.endswith("*") else name
         if out:
-            self.f.out_iface, self.f.out_iface_neg = pattern, neg
+            self.set(out_iface=pattern, out_iface_neg=neg)
         else:
-            self.f.in_iface, self.f.in_iface_neg = pattern, neg
+            self.set(in_iface=pattern, in_iface_neg=neg)
 
     def ports(self) -> tuple[PortRange, ...]:
         if self.peek().kind == "{":
@@ -770,13 +747,13 @@ class _RuleParser:
             neg = self.op()
             pm = PortMatch(self.ports(), neg)
             if fld == "sport":
-                self.f.sport = pm
+                self.set(sport=pm)
             else:
-                self.f.dport = pm
+                self.set(dport=pm)
         elif fld == "flags" and proto == "tcp":
             self.set_proto(PROTO_NUMBERS[proto], False)
             self.once("tcp flags")
-            self.f.tcp_flags = self.tcp_flags()
+            self.set(tcp_flags=self.tcp_flags())
         else:
             raise self.unsupported(f"{proto} {fld}")
 
@@ -841,9 +818,9 @@ class _RuleParser:
         else:
             raise self.syntax(f"unknown icmp {fld} {text!r}")
         if fld == "type":
-            self.f.icmp_type = value
+            self.set(icmp_type=value)
         else:
-            self.f.icmp_code = value
+            self.set(icmp_code=value)
 
     def ct_state(self) -> None:
         self.once("ct state")
@@ -869,7 +846,7 @@ class _RuleParser:
         bad = sorted(s for s in states if s not in CTSTATES)
         if bad:
             raise self.syntax(f"unknown ct state {bad[0].lower()!r}")
-        self.f.ctstate, self.f.ctstate_neg = states, neg
+        self.set(ctstate=states, ctstate_neg=neg)
 
     # -- terminal statements --------------------------------------------------------------
     def finish(self, tok: _Tok, target: Target | None) -> None:
@@ -893,7 +870,7 @@ class _RuleParser:
             if kind == "tcp":
                 if self.word("`reset`") != "reset":
                     raise self.syntax("expected `reset` after `reject with tcp`")
-                if self.f.proto != PROTO_NUMBERS["tcp"] or self.f.proto_neg:
+                if self.match.proto != PROTO_NUMBERS["tcp"] or self.match.proto_neg:
                     # nft adds the tcp dependency itself; the model wants it spelled out.
                     self.set_proto(PROTO_NUMBERS["tcp"], False)
                 with_ = "tcp-reset"
@@ -924,7 +901,7 @@ class _RuleParser:
         return flags
 
     def need_l4(self) -> None:
-        if self.f.proto is None or self.f.proto_neg:
+        if self.match.proto is None or self.match.proto_neg:
             raise self.syntax("transport protocol mapping is only valid after transport "
                               "protocol match")
 
