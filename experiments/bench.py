@@ -402,7 +402,7 @@ def measure_specs(paths: Sequence[Path], repeat: int, kernel: bool,
                   backend: str | None) -> list[SpecRow]:
     """Each spec through the model alone (best of `repeat`); with `kernel`, once on the
     kernel too, and the model's replay of that run (the work `natlab run` adds)."""
-    from experiments.model_run import run_on_model
+    from experiments.modelrun.run import run_on_model
     from experiments.spec import load_spec
 
     specs = [load_spec(p, backend=backend) for p in paths]  # type: ignore[arg-type]
@@ -425,9 +425,9 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _kernel_run(spec: Any) -> tuple[float, float, str]:
     """One `natlab run` of the spec without the bundle: kernel time, replay time, verdict."""
-    from experiments.bundle import observed_from
-    from experiments.judgement import judge_observed
-    from experiments.kernel_run import run_on_kernel
+    from experiments.judging.judgement import judge_observed
+    from experiments.kernel.run import run_on_kernel
+    from experiments.records.bundle import observed_from
 
     workdir = Path(tempfile.mkdtemp(prefix=f"natlab-bench-{spec.name}-"))
     try:

@@ -101,7 +101,7 @@ def _console() -> Any:
 
 
 def _print_json(obj: dict[str, Any]) -> None:
-    from experiments.report import to_jsonable
+    from experiments.records.report import to_jsonable
 
     print(json.dumps(to_jsonable(obj), separators=(",", ":")), flush=True)
 
@@ -154,7 +154,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     specs = load_specs(args.specs, args.backend)
     for spec in specs:
         check_rules(spec)
-    from experiments.model_run import run_on_model
+    from experiments.modelrun.run import run_on_model
     from nat.listing import render
 
     console = _console()
@@ -171,7 +171,7 @@ def cmd_model(args: argparse.Namespace) -> int:
                 },
             })
             continue
-        from experiments.report import conntrack_table, received_table
+        from experiments.records.report import conntrack_table, received_table
 
         _heading(console, spec, "model")
         for j in result.journeys:
@@ -243,10 +243,10 @@ def _run_one(spec: Any, model_problem: UserError | None, results: Path,
     """One spec: kernel run, judgement, bundle. Returns what to print and whether it is clean."""
     import shutil
 
-    from experiments.bundle import observed_from, write_bundle
-    from experiments.judgement import judge_observed
-    from experiments.kernel_run import run_on_kernel
-    from experiments.report import to_jsonable
+    from experiments.judging.judgement import judge_observed
+    from experiments.kernel.run import run_on_kernel
+    from experiments.records.bundle import observed_from, write_bundle
+    from experiments.records.report import to_jsonable
     from topologies.hostexec import CommandError
 
     workdir = Path(tempfile.mkdtemp(prefix=f"natlab-{spec.name}-"))
@@ -383,7 +383,7 @@ def _worker(one: Callable[[int], tuple[str, bool]], i: int, writer: Any) -> None
 
 def _show_run(console: Any, spec: Any, obs: Any, judgement: Any, bundle: Path,
               verbose: bool) -> None:
-    from experiments.report import conntrack_table, received_table, side_by_side
+    from experiments.records.report import conntrack_table, received_table, side_by_side
 
     _heading(console, spec, "kernel and model")
     for snap in obs.checkpoints:
@@ -407,7 +407,7 @@ def _show_run(console: Any, spec: Any, obs: Any, judgement: Any, bundle: Path,
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    judge: Callable[[Path], Any] = _lazy("experiments.bundle", "judge", "judge")
+    judge: Callable[[Path], Any] = _lazy("experiments.records.bundle", "judge", "judge")
     bundle = Path(args.bundle)
     if not bundle.exists():
         raise UserError(f"{bundle}: no such bundle")
@@ -460,7 +460,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise UserError(f"{args.rules}: cannot read the rules: {e.strerror or e}") from None
         rules, nft = (text, None) if backend != "nft" else ("", text)
     _kernel_preflight("up", [backend])
-    from experiments.gateway import load_rules, set_sysctls
+    from experiments.kernel.rules import load_rules, set_sysctls
     from topologies.mininet_net import running
 
     with running(topology) as net:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.bundle import judge
 from experiments.cli import builtin_spec_paths, main
+from experiments.records.bundle import judge
 from experiments.spec import BACKENDS, Backend, load_spec
 
 pytestmark = pytest.mark.kernel

@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-import experiments.judgement
+import experiments.judging.judgement
 import nat.checksum
 import nat.manip
 import nat.nat_core
 import nat.pipeline
 import nat.proto_udp
-from experiments.bundle import judge
 from experiments.cli import main
-from experiments.compare import Diff
-from experiments.judgement import Judgement
+from experiments.judging.compare import Diff
+from experiments.judging.judgement import Judgement
+from experiments.records.bundle import judge
 from nat.iptables_syntax import parse_iptables_restore
 from nat.nat_core import KeyRange
 
@@ -89,13 +89,13 @@ def test_wrong_port_class(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_wrong_udp_stream_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model that gives a UDP stream 180 s instead of nf_conntrack_udp_timeout_stream."""
-    real = experiments.judgement.model_config
+    real = experiments.judging.judgement.model_config
 
     def wrong(*args: Any) -> Any:
         config = real(*args)
         return replace(config, sysctls=replace(config.sysctls, udp_timeout_stream=180))
 
-    monkeypatch.setattr(experiments.judgement, "model_config", wrong)
+    monkeypatch.setattr(experiments.judging.judgement, "model_config", wrong)
     j, status = _rejudge("udp-stream-assured")
     assert (j.status, status) == ("MISMATCH", "CHANGED")
     (diff,) = j.diffs
@@ -161,7 +161,7 @@ def test_model_drops_what_the_kernel_forwarded(monkeypatch: pytest.MonkeyPatch) 
         assert fed is not None
         return parse_iptables_restore(fed + "*filter\n-A FORWARD -i lan0 -j DROP\nCOMMIT\n")
 
-    monkeypatch.setattr(experiments.judgement, "model_ruleset", with_extra_rule)
+    monkeypatch.setattr(experiments.judging.judgement, "model_ruleset", with_extra_rule)
     j, _ = _rejudge("seed-dnat-udp")
     assert j.status == "MISMATCH"
     (diff,) = j.diffs

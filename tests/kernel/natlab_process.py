@@ -143,7 +143,7 @@ def _ours() -> set[str]:
 def bundle_problems(bundle: Path) -> list[str]:
     """Why `bundle` is not a complete natlab bundle ([] when it is): every file present, the
     JSON readable, and the verdict recomputed from it the same as recorded."""
-    from experiments.bundle import judge
+    from experiments.records.bundle import judge
 
     problems = [f"missing {name}" for name in BUNDLE_FILES if not (bundle / name).is_file()]
     if problems:

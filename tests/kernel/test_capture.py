@@ -15,9 +15,9 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from experiments.capture import Capture, CapturedPacket, read_raw_pcap
-from experiments.gateway import load_rules
-from experiments.traffic import Traffic
+from experiments.kernel.capture import Capture, CapturedPacket, read_raw_pcap
+from experiments.kernel.rules import load_rules
+from experiments.kernel.traffic import Traffic
 from topologies.mininet_net import Network
 
 RULES = """*nat

@@ -120,7 +120,7 @@ class Watch:
         mine = [p for p in processes() if p.env_run == self.run_id or marker in p.cmdline]
         self.commands = [p.cmdline for p in mine]
         self.shells = sum(marker in p.cmdline for p in mine)
-        agents = any("experiments.agent" in c for c in self.commands)
+        agents = any("experiments.kernel.agent" in c for c in self.commands)
         if agents and self.agents_seen_at is None:
             self.agents_seen_at = time.monotonic()
         if self.agents_seen_at is not None and not agents:

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from experiments.gateway import (
+from experiments.kernel.rules import (
     BACKENDS,
     Backend,
     RulesError,
@@ -23,7 +23,7 @@ from experiments.gateway import (
     record_sysctls,
     set_sysctls,
 )
-from experiments.traffic import Traffic
+from experiments.kernel.traffic import Traffic
 from topologies.mininet_net import Network, running
 from topologies.presets import preset
 

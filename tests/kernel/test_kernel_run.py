@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.capture import read_raw_pcap
-from experiments.gateway import RulesError
-from experiments.kernel_run import FINAL, Observation, run_on_kernel
+from experiments.kernel.capture import read_raw_pcap
+from experiments.kernel.rules import RulesError
+from experiments.kernel.run import FINAL, Observation, run_on_kernel
 from experiments.spec import load_spec
 from nat.listing import parse_pattern
 from topologies.names import new_run_id

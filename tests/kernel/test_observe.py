@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from experiments import craft
-from experiments.gateway import load_rules
-from experiments.observe import EventLog, ObserveError, flush, parse_event_line, snapshot
-from experiments.traffic import Traffic
+from experiments.kernel.conntrack import EventLog, ObserveError, flush, parse_event_line, snapshot
+from experiments.kernel.rules import load_rules
+from experiments.kernel.traffic import Traffic
 from nat.entry import Entry
 from nat.listing import render
 from nat.status import TcpState

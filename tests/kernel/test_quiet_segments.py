@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.kernel_run import run_on_kernel
+from experiments.kernel.run import run_on_kernel
 from experiments.spec import load_spec
 from topologies.mininet_net import Network
 

@@ -14,8 +14,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from experiments import craft
-from experiments.gateway import load_rules
-from experiments.traffic import StepResult, Traffic
+from experiments.kernel.rules import load_rules
+from experiments.kernel.traffic import StepResult, Traffic
 from topologies.mininet_net import Network
 
 RULES = """*nat

@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments.cli import builtin_spec_paths, main
-from experiments.judgement import model_config
-from experiments.replay import replay
+from experiments.judging.judgement import model_config
+from experiments.judging.replay import replay
+from experiments.observed import WirePacket
 from experiments.spec import Spec, load_spec
-from experiments.wire import WirePacket
 from nat.checksum import with_fresh_checksums
 from nat.journey import Journey
 from nat.listing import ListingError, parse_line, parse_listing, parse_pattern, render

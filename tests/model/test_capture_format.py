@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.capture import (
+from experiments.kernel.capture import (
     LINKTYPE_LINUX_SLL2,
     CaptureError,
     parse_sll2_capture,

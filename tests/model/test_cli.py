@@ -91,7 +91,7 @@ def test_specs_are_all_loaded_before_anything_runs(
     bad = tmp_path / "bad.toml"
     bad.write_text('topology = "home"\n')
     ran: list[str] = []
-    import experiments.model_run as model_run
+    import experiments.modelrun.run as model_run
 
     monkeypatch.setattr(model_run, "run_on_model", lambda spec: ran.append(spec.name))
     assert main(["model", "seed-dnat-udp", str(bad)]) == 2
@@ -220,7 +220,7 @@ def test_model_commands_never_import_the_kernel_side() -> None:
         "    assert main(['list']) == 0\n"
         "    assert main(['check', '--model', 'seed-snat-tcp']) == 0\n"
         "bad = ('mininet', 'scapy', 'pyroute2', 'topologies.mininet_net',\n"
-        "       'experiments.kernel_run')\n"
+        "       'experiments.kernel.run')\n"
         "print(sorted(m for m in sys.modules if m.startswith(bad)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

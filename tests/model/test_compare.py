@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from experiments import craft
-from experiments.judgement import Observed, ObservedSnapshot, judge_observed
+from experiments.judging.judgement import Observed, ObservedSnapshot, judge_observed
+from experiments.observed import WirePacket
 from experiments.spec import SpecError, spec_from_mapping
-from experiments.wire import WirePacket
 
 SERVER = IPv4Address("203.0.113.10")
 CLIENT1 = IPv4Address("192.168.1.11")

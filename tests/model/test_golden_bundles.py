@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.bundle import judge, load_observed, prediction_json
 from experiments.cli import main
-from experiments.compare import TIMEOUT_ABOVE, TIMEOUT_BELOW
+from experiments.judging.compare import TIMEOUT_ABOVE, TIMEOUT_BELOW
+from experiments.records.bundle import judge, load_observed, prediction_json
 from experiments.spec import spec_hash
 from nat.entry import Entry
 from nat.listing import parse_line, render

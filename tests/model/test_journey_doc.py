@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.model_run import run_on_model
+from experiments.modelrun.run import run_on_model
 from experiments.spec import load_spec
 
 ROOT = Path(__file__).parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.model_run import run_on_model
+from experiments.modelrun.run import run_on_model
 from experiments.spec import load_spec
 from nat.listing import parse_pattern
 

@@ -14,10 +14,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from experiments import craft
-from experiments.judgement import Observed, ObservedSnapshot, judge_observed, model_config
-from experiments.replay import replay
+from experiments.judging.judgement import Observed, ObservedSnapshot, judge_observed, model_config
+from experiments.judging.replay import replay
+from experiments.observed import WirePacket
 from experiments.spec import Spec, spec_from_mapping
-from experiments.wire import WirePacket
 from nat.listing import parse_line
 from nat.packet import Packet, parse
 

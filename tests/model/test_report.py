@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from experiments.report import (
+from experiments.records.report import (
     conntrack_table,
     payload_text,
     received_rows,

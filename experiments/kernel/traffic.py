@@ -1,4 +1,4 @@
-"""Driving the hosts' traffic: one agent per host (experiments/agent.py), steps run in order.
+"""Driving the hosts' traffic: one agent per host (experiments/kernel/agent.py), steps run in order.
 
 `Traffic` starts an agent in every host of the topology and keeps them for the whole run, so
 sockets outlive steps (a reply flow leaves from the socket that listened). Each step sends
@@ -8,8 +8,8 @@ ICMP errors came back. No step sleeps to synchronise; a deadline that passes is 
 (the gateway dropped the traffic), recorded in the step's result, not an error.
 
 Which hosts listen for a step is decided exactly as the model's stand-in world decides it
-(`experiments.model_run.listener_hosts`), so kernel and model see the same servers.
-What each host received comes back as `experiments.world.Received`, the model's own type.
+(`experiments.modelrun.run.listener_hosts`), so kernel and model see the same servers.
+What each host received comes back as `experiments.modelrun.world.Received`, the model's own type.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from experiments.steps import Received, listener_hosts, raw_packet, resolve_addr
 from topologies.description import Topology
 from topologies.hostexec import HostHandle
 
-AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.agent")
+AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.kernel.agent")
 PING_PAYLOAD = bytes(range(56))   # what `ping` sends, and what the model's world sends
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from experiments.wire import WirePacket
+from experiments.observed import WirePacket
 from nat.choice import Choice
 from nat.entry import Entry
 from nat.extract import get_tuple

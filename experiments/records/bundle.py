@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import UserError
-from experiments.judgement import (
+from experiments.judging.judgement import (
     FINAL,
     Judgement,
     Observed,
@@ -30,9 +30,9 @@ from experiments.judgement import (
     ObservedSnapshot,
     judge_observed,
 )
-from experiments.kernel_run import Observation
+from experiments.kernel.run import Observation
+from experiments.observed import WirePacket
 from experiments.spec import Spec, load_spec, spec_hash
-from experiments.wire import WirePacket
 
 FORMAT = 1
 

@@ -26,18 +26,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.capture import Capture, CapturedPacket
-from experiments.gateway import (
+from experiments.kernel.capture import Capture, CapturedPacket
+from experiments.kernel.conntrack import ConntrackEvent, EventLog, snapshot
+from experiments.kernel.rules import (
     Backend,
     LoadedRuleset,
     load_rules,
     record_sysctls,
     set_sysctls,
 )
-from experiments.observe import ConntrackEvent, EventLog, snapshot
-from experiments.traffic import Delivered, StepResult, Traffic
-from experiments.versions import Versions, collect_versions
-from experiments.wire import WirePacket
+from experiments.kernel.traffic import Delivered, StepResult, Traffic
+from experiments.kernel.versions import Versions, collect_versions
+from experiments.observed import WirePacket
 from nat.entry import Entry
 from topologies.hostexec import HostHandle
 

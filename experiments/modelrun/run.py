@@ -1,6 +1,6 @@
 """Run a spec through the model alone: no root, no namespaces, no kernel.
 
-The spec's steps drive the stand-in hosts of `experiments/world.py` around the modelled
+The spec's steps drive the stand-in hosts of `experiments/modelrun/world.py` around the modelled
 gateway (`nat.pipeline.Gateway`). The result is the predicted conntrack table (at the end and
 at each checkpoint) and every packet's journey through the gateway.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments import craft
-from experiments.netview import netview_for
+from experiments.model_config import netview_for
+from experiments.modelrun.world import World
 from experiments.spec import (
     CheckpointStep,
     PingStep,
@@ -21,7 +22,6 @@ from experiments.spec import (
     UdpStep,
 )
 from experiments.steps import Received, listener_hosts, raw_packet, resolve_address
-from experiments.world import World
 from nat.entry import Entry
 from nat.journey import Journey
 from nat.listing import render

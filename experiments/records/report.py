@@ -4,7 +4,7 @@ Rendering only, with rich. The inputs are the plain values the runs produce: `co
 lines (split here into columns for display; comparisons parse them properly elsewhere),
 records of received traffic (anything with host/proto/src/dst/sport/dport/payload
 attributes), and differences (anything with where/field/kernel/model, like
-`experiments.compare.Diff`). `to_jsonable` turns the same values into JSON for `--json`.
+`experiments.judging.compare.Diff`). `to_jsonable` turns the same values into JSON for `--json`.
 """
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.compare import Diff, Status, compare_conntrack, compare_packets, verdict
-from experiments.model_run import model_ruleset
-from experiments.netview import netview_for
-from experiments.replay import Prediction, replay
+from experiments.judging.compare import Diff, Status, compare_conntrack, compare_packets, verdict
+from experiments.judging.replay import Prediction, replay
+from experiments.model_config import netview_for
+from experiments.modelrun.run import model_ruleset
+from experiments.observed import WirePacket
 from experiments.spec import Spec
-from experiments.wire import WirePacket
 from nat.entry import Entry
 from nat.listing import parse_line, parse_pattern, render
 from nat.pipeline import GatewayConfig

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from experiments.wire import WirePacket
+from experiments.observed import WirePacket
 from topologies.hostexec import CommandError, HostHandle, terminate
 
 Direction = Literal["in", "out"]

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from experiments.wire import WirePacket
+from experiments.observed import WirePacket
 from nat.entry import Entry
 from nat.listing import render
 from nat.packet import MalformedPacket, Packet, parse
