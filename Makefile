@@ -16,11 +16,13 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check nat topologies experiments tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 tests
 
 lint: setup
 	$(VENV)/bin/ruff check nat topologies experiments tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(VENV)/bin/natlab bench

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import platform
@@ -41,13 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments import craft
-from experiments.errors import (
-    BACKEND_BINARIES,
-    KERNEL_RUN_BINARIES,
-    UserError,
-    require_binaries,
-    require_root,
-)
+from experiments.errors import UserError, kernel_preflight
+from experiments.library import BUILTIN_SPECS
+from experiments.modelrun.run import run_on_model
+from experiments.spec import Spec, load_spec
 from nat.entry import Entry
 from nat.iptables_syntax import parse_iptables_restore
 from nat.listing import parse_listing, render
@@ -55,8 +53,6 @@ from nat.netdev import Device, NetView, RouteEntry
 from nat.packet import ACK, PSH, SYN, Packet
 from nat.pipeline import Gateway, GatewayConfig
 from nat.tuple import Proto
-
-SPECS_DIR = Path(__file__).resolve().parent / "specs"
 
 LAN_IF, WAN_IF = "lan0", "wan0"
 OUTSIDE = IPv4Address("203.0.113.1")
@@ -387,7 +383,7 @@ def measure_listing(entries: Sequence[Entry], min_seconds: float) -> ListingRow:
 
 
 def spec_paths(names: Sequence[str]) -> list[Path]:
-    paths = sorted(SPECS_DIR.glob("*.toml"))
+    paths = sorted(BUILTIN_SPECS.glob("*.toml"))
     if not names:
         return paths
     by_name = {p.stem: p for p in paths}
@@ -402,9 +398,6 @@ def measure_specs(paths: Sequence[Path], repeat: int, kernel: bool,
                   backend: str | None) -> list[SpecRow]:
     """Each spec through the model alone (best of `repeat`); with `kernel`, once on the
     kernel too, and the model's replay of that run (the work `natlab run` adds)."""
-    from experiments.modelrun.run import run_on_model
-    from experiments.spec import load_spec
-
     specs = [load_spec(p, backend=backend) for p in paths]  # type: ignore[arg-type]
     rows: list[SpecRow] = []
     for spec in specs:
@@ -423,24 +416,16 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _kernel_run(spec: Any) -> tuple[float, float, str]:
-    """One `natlab run` of the spec without the bundle: kernel time, replay time, verdict."""
-    from experiments.judging.judgement import judge_observed
-    from experiments.kernel.run import run_on_kernel
-    from experiments.records.bundle import observed_from
-
-    workdir = Path(tempfile.mkdtemp(prefix=f"natlab-bench-{spec.name}-"))
+def _kernel_run(spec: Spec) -> tuple[float, float, str]:
+    """One `natlab run` of the spec without the bundle (the session's own steps): kernel
+    time, replay time, verdict. The session needs root, so it is imported only here."""
+    run_and_judge = importlib.import_module("experiments.session").run_and_judge
+    files = Path(tempfile.mkdtemp(prefix=f"natlab-bench-{spec.name}-"))
     try:
-        start = time.perf_counter()
-        obs = run_on_kernel(spec, workdir=workdir)
-        kernel_s = time.perf_counter() - start
+        judged = run_and_judge(spec, files)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    observed = observed_from(obs)
-    start = time.perf_counter()
-    judgement = judge_observed(spec, observed)
-    replay_s = time.perf_counter() - start
-    return kernel_s, replay_s, str(judgement.status)
+        shutil.rmtree(files, ignore_errors=True)
+    return judged.kernel_seconds, judged.judge_seconds, str(judged.judgement.status)
 
 
 def machine_info() -> dict[str, str]:
@@ -610,9 +595,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Results:
             res.search.append(measure_search(n, min_seconds))
     if "specs" in sections:
         if args.kernel:
-            require_root("bench --kernel")
-            require_binaries(KERNEL_RUN_BINARIES)
-            require_binaries(BACKEND_BINARIES[args.backend or "iptables"])
+            kernel_preflight("bench --kernel", [args.backend or "iptables"])
         else:
             res.kernel_note = "kernel columns need --kernel (root)"
         progress("specs" + (" (model and kernel)" if args.kernel else " (model)"))

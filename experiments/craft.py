@@ -1,6 +1,7 @@
 """Building well-formed IPv4 packets from a few fields, with correct lengths and checksums.
 
-Used by the model-only world (`experiments/modelrun/world.py`) to stand in for the hosts' kernels, and
+Used by the model-only world (`experiments/modelrun/world.py`) to stand in for the hosts'
+kernels, and
 for the `raw` spec step's field form. Pure: built on `nat.packet`, no scapy, no sockets.
 """
 

@@ -14,6 +14,8 @@ import os
 import shutil
 from collections.abc import Iterable
 
+from experiments.backends import BACKEND, DEBIAN_PACKAGE, KERNEL_RUN_BINARIES, BackendName
+
 
 class UserError(Exception):
     """Something the user can fix. str() is one line, without the `natlab: ` prefix."""
@@ -44,33 +46,6 @@ class MissingBinary(UserError):
         self.package = package
 
 
-# The programs the kernel side runs, and the Debian package that provides each.
-DEBIAN_PACKAGE: dict[str, str] = {
-    "mnexec": "mininet",
-    "ip": "iproute2",
-    "ethtool": "ethtool",
-    "sysctl": "procps",
-    "conntrack": "conntrack",
-    "tcpdump": "tcpdump",
-    "iptables-restore": "iptables",
-    "iptables-save": "iptables",
-    "iptables-legacy-restore": "iptables",
-    "iptables-legacy-save": "iptables",
-    "iptables-restore-translate": "iptables",
-    "nft": "nftables",
-}
-
-# What every kernel run needs, whatever the backend.
-KERNEL_RUN_BINARIES: tuple[str, ...] = ("mnexec", "ip", "ethtool", "sysctl", "conntrack",
-                                        "tcpdump")
-# What each rules backend needs on top (restore to load, save to read back).
-BACKEND_BINARIES: dict[str, tuple[str, ...]] = {
-    "iptables": ("iptables-restore", "iptables-save"),
-    "iptables-legacy": ("iptables-legacy-restore", "iptables-legacy-save"),
-    "nft": ("nft", "iptables-restore-translate"),
-}
-
-
 def require_root(command: str, *, euid: int | None = None) -> None:
     """Raise NotRoot unless running as root (`euid` is for tests)."""
     if (os.geteuid() if euid is None else euid) != 0:
@@ -82,3 +57,11 @@ def require_binaries(names: Iterable[str], *, path: str | None = None) -> None:
     for name in names:
         if shutil.which(name, path=path) is None:
             raise MissingBinary(name, DEBIAN_PACKAGE.get(name, name))
+
+
+def kernel_preflight(command: str, backends: Iterable[BackendName]) -> None:
+    """Before a kernel command starts anything: root, and every program it will run."""
+    require_root(command)
+    require_binaries(KERNEL_RUN_BINARIES)
+    for backend in dict.fromkeys(backends):
+        require_binaries(BACKEND[backend].binaries)

@@ -1,13 +1,20 @@
-"""A packet as the capture saw it at the gateway: when, on which interface, which way.
+"""What a kernel run observed, as plain values: the types shared by the kernel side (which
+produces them), judging (which compares them with the model) and records (which store them).
 
-The one type shared by the capture parser, the replay and the comparison, so that a bundle on
-disk (JSON lines of these) can be re-judged anywhere without the pcap machinery.
+`WirePacket` is a packet as the capture saw it at the gateway; `Received` is what a host's
+application or stack got; `Observed` is the part of a run that a verdict depends on, in a form
+that goes to JSON and back, so a bundle on disk can be re-judged anywhere without root and
+without the pcap machinery. No kernel side, no model: just the values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+from nat.entry import Entry
+from nat.listing import parse_line
 
 Way = Literal["in", "out"]
 
@@ -32,3 +39,92 @@ class WirePacket:
             raise ValueError(f"bad direction {direction!r}")
         return cls(float(obj["time"]), str(obj["iface"]), direction,  # type: ignore[arg-type]
                    bytes.fromhex(str(obj["data"])))
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a host's application (or stack) got: shown to the user, checked by [expect]."""
+
+    host: str
+    time: float
+    proto: str
+    src: IPv4Address
+    dst: IPv4Address
+    sport: int | None
+    dport: int | None
+    payload: bytes
+    note: str = ""
+
+    def render(self) -> str:
+        ports = f":{self.sport} > " if self.sport is not None else " > "
+        dst = f"{self.dst}:{self.dport}" if self.dport is not None else str(self.dst)
+        text = self.payload.decode("utf-8", "replace")
+        extra = f" ({self.note})" if self.note else ""
+        return f"{self.host}: {self.proto} {self.src}{ports}{dst} {text!r}{extra}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "time": self.time, "proto": self.proto, "src": str(self.src),
+                "dst": str(self.dst), "sport": self.sport, "dport": self.dport,
+                "payload": self.payload.hex(), "note": self.note}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Received:
+        # Bundles of format 1 carry neither time nor note.
+        return cls(str(obj["host"]), float(obj.get("time", 0.0)), str(obj["proto"]),
+                   IPv4Address(obj["src"]), IPv4Address(obj["dst"]), obj["sport"], obj["dport"],
+                   bytes.fromhex(obj["payload"]), str(obj.get("note", "")))
+
+
+FINAL = "final"    # the name of the snapshot taken at the end of every run
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The gateway's conntrack table at one moment, as `conntrack -L` printed it. `time`..
+    `time_end` bracket the call (seconds since t0; the kernel's timeouts were read in between;
+    a bundle records only `time`)."""
+
+    name: str
+    time: float
+    lines: tuple[str, ...]
+    time_end: float | None = None
+
+    def entries(self) -> list[Entry]:
+        return [parse_line(line) for line in self.lines]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a verdict needs from a kernel run."""
+
+    kernel_release: str
+    sysctls: dict[str, str]
+    snapshots: tuple[Snapshot, ...]         # checkpoints in order, then "final"
+    packets: tuple[WirePacket, ...]
+    received: tuple[Received, ...] = ()
+    incomplete_steps: tuple[str, ...] = ()
+    ruleset_fed: str | None = None                  # the gateway's rules exactly as loaded
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel_release": self.kernel_release,
+            "sysctls": self.sysctls,
+            "snapshots": [{"name": s.name, "time": s.time, "lines": list(s.lines)}
+                          for s in self.snapshots],
+            "received": [r.to_json() for r in self.received],
+            "incomplete_steps": list(self.incomplete_steps),
+            "ruleset_fed": self.ruleset_fed,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], packets: list[WirePacket]) -> Observed:
+        return cls(
+            kernel_release=str(obj["kernel_release"]),
+            sysctls={str(k): str(v) for k, v in obj["sysctls"].items()},
+            snapshots=tuple(Snapshot(s["name"], float(s["time"]), tuple(s["lines"]))
+                            for s in obj["snapshots"]),
+            packets=tuple(packets),
+            received=tuple(Received.from_json(r) for r in obj.get("received", [])),
+            incomplete_steps=tuple(obj.get("incomplete_steps", [])),
+            ruleset_fed=obj.get("ruleset_fed"),
+        )

@@ -13,7 +13,8 @@ Validation happens in three layers, and each error names exactly one field:
 
 Every failure is a `SpecError` whose str() is one line, `FILE: FIELD: message`, where FIELD is
 the dotted path of the offending key (`steps.2.sport`, counting steps from 0). The gateway
-rules are not parsed here: the kernel is the judge of those. `check_rules` parses them with
+rules are not parsed here: the kernel is the judge of those. `check_rules`
+(experiments.model_config) parses them with
 the model's parser, for `natlab model`, where a construct the model does not support is an
 error.
 """
@@ -34,13 +35,11 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from experiments.backends import BACKENDS, BackendName
 from experiments.errors import UserError
 from topologies.description import Topology
 from topologies.inline import TopologyError, topology_from_mapping
 from topologies.presets import PRESETS, preset
-
-Backend = Literal["iptables", "iptables-legacy", "nft"]
-BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 CHECKPOINT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -211,7 +210,7 @@ class _SpecFile(_Model):
     name: str | None = None
     description: str = ""
     topology: Any = None
-    backend: Backend = "iptables"
+    backend: BackendName = "iptables"
     rules: str = ""
     nft: str | None = None
     sysctls: dict[str, Any] = Field(default_factory=dict)
@@ -233,7 +232,7 @@ class Spec:
     name: str
     description: str
     topology: Topology
-    backend: Backend
+    backend: BackendName
     rules: str
     nft: str | None
     sysctls: dict[str, str]
@@ -256,7 +255,7 @@ class Spec:
 # --- loading -----------------------------------------------------------------------------------
 
 
-def load_spec(path: Path, *, backend: Backend | None = None) -> Spec:
+def load_spec(path: Path, *, backend: BackendName | None = None) -> Spec:
     """Read, parse and validate the spec at `path`; `backend` overrides the spec's own."""
     path = Path(path)
     try:
@@ -290,7 +289,7 @@ def _toml_error(path: Path, e: tomllib.TOMLDecodeError) -> SpecError:
 
 
 def spec_from_mapping(
-    data: Mapping[str, Any], path: Path, *, backend: Backend | None = None
+    data: Mapping[str, Any], path: Path, *, backend: BackendName | None = None
 ) -> Spec:
     """Validate a spec already parsed from TOML (or made by `spec_to_mapping`)."""
     path = Path(path)
@@ -682,40 +681,3 @@ def spec_to_mapping(spec: Spec) -> dict[str, Any]:
     if spec.xfail is not None:
         out["xfail"] = spec.xfail
     return out
-
-
-def check_rules(spec: Spec) -> None:
-    """Parse the gateway's rules as the model will (nft text for the nft backend when given,
-    else the iptables-restore text); a construct the model does not support, or malformed
-    text, is a SpecError naming the field and the line inside it."""
-    from nat.rules import RuleError
-
-    if spec.backend == "nft" and spec.nft is not None:
-        from nat.nft_syntax import parse_nft
-
-        field, text, parse = "nft", spec.nft, parse_nft
-    else:
-        from nat.iptables_syntax import parse_iptables_restore
-
-        field, text, parse = "rules", spec.rules, parse_iptables_restore
-    try:
-        parse(text)
-    except RuleError as e:
-        message = str(e)
-        file_line = _line_in_file(spec.path, text, e.lineno)
-        prefix = f"line {e.lineno}:"
-        if file_line is not None and message.startswith(prefix):
-            message = f"line {e.lineno} (line {file_line} of the file):" + message[len(prefix):]
-        raise SpecError(spec.path, field, message) from None
-
-
-def _line_in_file(path: Path, text: str, lineno: int) -> int | None:
-    """Where line `lineno` of `text` is in the spec file, when the text is written there
-    verbatim (a multi-line string without escapes); None when it cannot be told."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not text.strip() or raw.count(text) != 1:
-        return None
-    return raw[: raw.index(text)].count("\n") + lineno

@@ -7,35 +7,12 @@ the kernel side so `natlab model` needs no root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from experiments import craft
 from experiments.spec import RawStep
 from nat.packet import Packet, parse
 from topologies.description import Topology
-
-
-@dataclass(frozen=True)
-class Received:
-    """What a host's application (or stack) got: shown to the user, checked by [expect]."""
-
-    host: str
-    time: float
-    proto: str
-    src: IPv4Address
-    dst: IPv4Address
-    sport: int | None
-    dport: int | None
-    payload: bytes
-    note: str = ""
-
-    def render(self) -> str:
-        ports = f":{self.sport} > " if self.sport is not None else " > "
-        dst = f"{self.dst}:{self.dport}" if self.dport is not None else str(self.dst)
-        text = self.payload.decode("utf-8", "replace")
-        extra = f" ({self.note})" if self.note else ""
-        return f"{self.host}: {self.proto} {self.src}{ports}{dst} {text!r}{extra}"
 
 
 def resolve_address(topology: Topology, to: str) -> IPv4Address:

@@ -42,16 +42,14 @@ from mininet.net import Mininet
 
 from topologies.description import Segment, Topology
 from topologies.hostexec import HostHandle
+from topologies.ifindex import BRIDGE, bridge_label, interface_indexes
 from topologies.inline import check_topology
 from topologies.names import (
-    BRIDGE,
     STATE_DIR,
     NodeRecord,
     RunState,
-    bridge_label,
     bridge_node_name,
     host_node_name,
-    interface_indexes,
     is_run_id,
     new_run_id,
     new_state,

@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from topologies.description import Topology
-
 RUN_ID_PREFIX = "nl"
 RUN_ID_RE = re.compile(r"nl[0-9a-z]{4}")
 NODE_NAME_RE = re.compile(r"(nl[0-9a-z]{4})([hb])(\d+)")
@@ -32,8 +30,6 @@ SHELL_MARKER_PREFIX = "mininet:"
 ENV_MARKER = "NATLAB_RUN"
 STATE_DIR = Path("/run/natlab")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-BRIDGE = "br0"  # the Linux bridge inside a bridged segment's namespace
-FIRST_IFINDEX = 2  # 1 is lo in every namespace
 
 
 def new_run_id() -> str:
@@ -53,36 +49,6 @@ def host_node_name(run_id: str, index: int) -> str:
 def bridge_node_name(run_id: str, index: int) -> str:
     """Mininet node name of the namespace holding the `index`-th bridged segment."""
     return f"{run_id}b{index}"
-
-
-def bridge_label(segment: str) -> str:
-    """How a bridged segment's namespace is named in errors and index maps: `bridge:<segment>`."""
-    return f"bridge:{segment}"
-
-
-def interface_indexes(topology: Topology) -> dict[tuple[str, str], int]:
-    """The interface indexes natlab creates, keyed by (host name, interface name); a bridged
-    segment's bridge and ports are keyed by (`bridge_label(segment)`, name).
-
-    Every host interface, in description order, then each bridge and its ports (named after
-    the hosts), gets the next number from FIRST_IFINDEX (home: laptop eth0 = 2, gateway
-    lan0 = 3, wan0 = 4, desktop eth0 = 5). Captures then show the same indexes on every run,
-    and the two ends of a veth never share an index: when they do, the kernel's linkwatch
-    treats the carrier change as not urgent and delays it up to a second, and until then the
-    interface drops what it is given.
-    """
-    out: dict[tuple[str, str], int] = {}
-    index = FIRST_IFINDEX
-    for host in topology.hosts:
-        for intf in host.interfaces:
-            out[(host.name, intf.name)] = index
-            index += 1
-    for seg in topology.segments:
-        if seg.bridged:
-            for name in (BRIDGE, *(end.host for end in seg.endpoints)):
-                out[(bridge_label(seg.name), name)] = index
-                index += 1
-    return out
 
 
 def shell_marker(node: str) -> str:

@@ -1,8 +1,8 @@
 """Judging a run: what the kernel did (as recorded) against what the model predicts.
 
-`Observed` is the part of a kernel run that the verdict depends on, in a form that goes to
-JSON and back; `judge_observed` is a pure function of it and the spec, used both right after a
-run and by `natlab judge BUNDLE` later, anywhere, without root.
+`judge_observed` is a pure function of the spec and the `Observed` part of a kernel run
+(experiments.observed), used both right after a run and by `natlab judge BUNDLE` later,
+anywhere, without root.
 """
 
 from __future__ import annotations
@@ -12,79 +12,11 @@ from typing import Any
 
 from experiments.judging.compare import Diff, Status, compare_conntrack, compare_packets, verdict
 from experiments.judging.replay import Prediction, replay
-from experiments.model_config import netview_for
-from experiments.modelrun.run import model_ruleset
-from experiments.observed import WirePacket
+from experiments.model_config import model_config
+from experiments.observed import FINAL, Observed, Received
 from experiments.spec import Spec
 from nat.entry import Entry
-from nat.listing import parse_line, parse_pattern, render
-from nat.pipeline import GatewayConfig
-from nat.profile import profile_for_release
-from nat.sysctl import Sysctls
-
-FINAL = "final"
-
-
-@dataclass(frozen=True)
-class ObservedSnapshot:
-    name: str
-    time: float
-    lines: tuple[str, ...]
-
-    def entries(self) -> list[Entry]:
-        return [parse_line(line) for line in self.lines]
-
-
-@dataclass(frozen=True)
-class ObservedReceived:
-    host: str
-    proto: str
-    src: str
-    dst: str
-    sport: int | None
-    dport: int | None
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What a verdict needs from a kernel run."""
-
-    kernel_release: str
-    sysctls: dict[str, str]
-    snapshots: tuple[ObservedSnapshot, ...]         # checkpoints in order, then "final"
-    packets: tuple[WirePacket, ...]
-    received: tuple[ObservedReceived, ...] = ()
-    incomplete_steps: tuple[str, ...] = ()
-    ruleset_fed: str | None = None                  # the gateway's rules exactly as loaded
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kernel_release": self.kernel_release,
-            "sysctls": self.sysctls,
-            "snapshots": [{"name": s.name, "time": s.time, "lines": list(s.lines)}
-                          for s in self.snapshots],
-            "received": [{"host": r.host, "proto": r.proto, "src": r.src, "dst": r.dst,
-                          "sport": r.sport, "dport": r.dport, "payload": r.payload.hex()}
-                         for r in self.received],
-            "incomplete_steps": list(self.incomplete_steps),
-            "ruleset_fed": self.ruleset_fed,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], packets: list[WirePacket]) -> Observed:
-        return cls(
-            kernel_release=str(obj["kernel_release"]),
-            sysctls={str(k): str(v) for k, v in obj["sysctls"].items()},
-            snapshots=tuple(ObservedSnapshot(s["name"], float(s["time"]), tuple(s["lines"]))
-                            for s in obj["snapshots"]),
-            packets=tuple(packets),
-            received=tuple(ObservedReceived(r["host"], r["proto"], r["src"], r["dst"],
-                                            r["sport"], r["dport"], bytes.fromhex(r["payload"]))
-                           for r in obj.get("received", [])),
-            incomplete_steps=tuple(obj.get("incomplete_steps", [])),
-            ruleset_fed=obj.get("ruleset_fed"),
-        )
+from nat.listing import parse_pattern, render
 
 
 @dataclass(frozen=True)
@@ -118,14 +50,6 @@ class Judgement:
             lines.append(f"  known divergence: {self.xfail}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-
-def model_config(spec: Spec, kernel_release: str, sysctls: dict[str, str],
-                 ruleset_fed: str | None = None) -> GatewayConfig:
-    netfilter = {k: v for k, v in sysctls.items() if k.startswith("net.netfilter.")}
-    return GatewayConfig(netview_for(spec.topology), model_ruleset(spec, ruleset_fed),
-                         Sysctls.from_mapping({**netfilter, **spec.sysctls}),
-                         profile_for_release(kernel_release))
 
 
 def judge_observed(spec: Spec, observed: Observed) -> Judgement:
@@ -166,7 +90,7 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
 
 
 def check_expect(spec: Spec, kernel: list[Entry],
-                 received: tuple[ObservedReceived, ...]) -> ExpectResult:
+                 received: tuple[Received, ...]) -> ExpectResult:
     """A spec's [expect]: each conntrack line must match one kernel entry on the fields it
     names; each `received` item must match something the host received."""
     if spec.expect is None or (not spec.expect.conntrack and not spec.expect.received):
@@ -185,10 +109,10 @@ def check_expect(spec: Spec, kernel: list[Entry],
     return ExpectResult("FAIL" if failures else "PASS", tuple(failures))
 
 
-def _received_matches(want: Any, got: ObservedReceived) -> bool:
+def _received_matches(want: Any, got: Received) -> bool:
     return (want.host == got.host and want.proto == got.proto
-            and (want.src is None or want.src == got.src)
-            and (want.dst is None or want.dst == got.dst)
+            and (want.src is None or want.src == str(got.src))
+            and (want.dst is None or want.dst == str(got.dst))
             and (want.sport is None or want.sport == got.sport)
             and (want.dport is None or want.dport == got.dport)
             and (want.payload is None or want.payload.encode() == got.payload))

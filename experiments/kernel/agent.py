@@ -1,8 +1,10 @@
 """The traffic agent: one small process inside each host's network namespace for a whole run.
 
-Started as `python -m experiments.kernel.agent` through `HostHandle.popen`; standard library only, so
+Started as `python -m experiments.kernel.agent` through `HostHandle.popen`; standard library
+only, so
 it is up in a few tens of milliseconds. It reads one JSON command per line on stdin and writes
-one JSON event per line on stdout. The driver (`experiments/kernel/traffic.py`) turns the events into
+one JSON event per line on stdout. The driver (`experiments/kernel/traffic.py`) turns the
+events into
 typed values; nothing here knows about specs or topologies.
 
 Why a long-lived agent instead of one process per packet: sockets must outlive a step (a UDP

@@ -24,12 +24,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from experiments.backends import BackendName
 from experiments.kernel.capture import Capture, CapturedPacket
 from experiments.kernel.conntrack import ConntrackEvent, EventLog, snapshot
 from experiments.kernel.rules import (
-    Backend,
     LoadedRuleset,
     load_rules,
     record_sysctls,
@@ -37,27 +36,11 @@ from experiments.kernel.rules import (
 )
 from experiments.kernel.traffic import Delivered, StepResult, Traffic
 from experiments.kernel.versions import Versions, collect_versions
-from experiments.observed import WirePacket
+from experiments.observed import FINAL, Observed, Received, Snapshot, WirePacket
+from experiments.spec import CheckpointStep, Spec
 from nat.entry import Entry
 from topologies.hostexec import HostHandle
-
-if TYPE_CHECKING:
-    from experiments.spec import Spec
-    from experiments.steps import Received
-
-FINAL = "final"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The gateway's table at one moment: `time`..`time_end` bracket the `conntrack -L` call
-    (seconds since t0); the kernel's timeouts were read in between."""
-
-    name: str
-    time: float
-    time_end: float
-    lines: tuple[str, ...]
-    entries: tuple[Entry, ...]
+from topologies.mininet_net import running
 
 
 @dataclass(frozen=True)
@@ -66,7 +49,7 @@ class Observation:
 
     spec_name: str
     run_id: str
-    backend: Backend
+    backend: BackendName
     t0: float                                      # wall-clock start (seconds since epoch)
     checkpoints: tuple[Snapshot, ...]
     final: Snapshot
@@ -92,7 +75,7 @@ class Observation:
 
     @property
     def final_entries(self) -> list[Entry]:
-        return list(self.final.entries)
+        return self.final.entries()
 
     def snapshot(self, name: str) -> Snapshot:
         if name == FINAL:
@@ -109,8 +92,8 @@ class Observation:
 
 def _snapshot(gateway: HostHandle, name: str, t0: float) -> Snapshot:
     start = time.time() - t0
-    lines, entries = snapshot(gateway)
-    return Snapshot(name, start, time.time() - t0, tuple(lines), tuple(entries))
+    lines, _ = snapshot(gateway)
+    return Snapshot(name, start, tuple(lines), time.time() - t0)
 
 
 def _same_packet(sent: bytes) -> Callable[[list[CapturedPacket]], bool]:
@@ -133,15 +116,12 @@ def _same_packet(sent: bytes) -> Callable[[list[CapturedPacket]], bool]:
 
 def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Observation:
     """Run `spec` on the real kernel (root). Files (captures, event log) go to `workdir`."""
-    from experiments.spec import CheckpointStep
-    from topologies.mininet_net import running
-
     workdir.mkdir(parents=True, exist_ok=True)
     versions = collect_versions()
     timing: dict[str, float] = {}
     began = time.monotonic()
     topo = spec.topology
-    backend: Backend = spec.backend
+    backend: BackendName = spec.backend
     with ExitStack() as stack:
         net = stack.enter_context(running(topo, run_id))
         gw = net.host(topo.gateway)
@@ -173,7 +153,8 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
             if isinstance(step, CheckpointStep):
                 snap = _snapshot(gw, step.name, t0)
                 checkpoints.append(snap)
-                results.append(StepResult(index, "checkpoint", snap.time, snap.time_end, True,
+                results.append(StepResult(index, "checkpoint", snap.time,
+                                          snap.time_end or snap.time, True,
                                           f"{len(snap.lines)} entries"))
             else:
                 results.append(traffic.run_step(index, step, raw_seen))
@@ -216,4 +197,18 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         event_log=events.path,
         capture_dropped=dropped,
         timing=timing,
+    )
+
+
+def observed_from(obs: Observation) -> Observed:
+    """The part of a kernel run that a verdict depends on (what a bundle keeps for `judge`)."""
+    return Observed(
+        kernel_release=obs.versions.kernel,
+        sysctls=dict(obs.sysctls),
+        snapshots=(*obs.checkpoints, obs.final),
+        packets=tuple(obs.wire_packets()),
+        received=tuple(r for items in obs.received.values() for r in items),
+        incomplete_steps=tuple(f"#{s.index + 1} {s.action}: {s.detail}"
+                               for s in obs.steps if not s.completed),
+        ruleset_fed=obs.ruleset.fed if obs.ruleset.fed.strip() else None,
     )

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import IO, Any
 
+from experiments.observed import Received
 from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
-from experiments.steps import Received, listener_hosts, raw_packet, resolve_address
+from experiments.steps import listener_hosts, raw_packet, resolve_address
 from topologies.description import Topology
 from topologies.hostexec import HostHandle
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments import craft
-from experiments.model_config import netview_for
+from experiments.model_config import spec_config
 from experiments.modelrun.world import World
+from experiments.observed import Received
 from experiments.spec import (
     CheckpointStep,
     PingStep,
@@ -21,14 +22,13 @@ from experiments.spec import (
     TcpStep,
     UdpStep,
 )
-from experiments.steps import Received, listener_hosts, raw_packet, resolve_address
+from experiments.steps import listener_hosts, raw_packet, resolve_address
 from nat.entry import Entry
+from nat.iptables_syntax import parse_iptables_restore
 from nat.journey import Journey
 from nat.listing import render
-from nat.pipeline import Gateway, GatewayConfig
+from nat.pipeline import Gateway
 from nat.profile import LINUX_LATEST, KernelProfile
-from nat.rules import Ruleset
-from nat.sysctl import Sysctls
 from topologies.description import Topology
 
 
@@ -45,29 +45,8 @@ class ModelResult:
         return [render(e) for e in self.entries]
 
 
-def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
-    """The rules as the model reads them: the very text the kernel was fed when known (for the
-    nft backend without nft text in the spec, that is iptables-restore-translate's output);
-    otherwise the spec's own text for its backend."""
-    from nat.iptables_syntax import parse_iptables_restore
-    from nat.nft_syntax import parse_nft
-
-    if spec.backend == "nft":
-        if fed is not None:
-            return parse_nft(fed)
-        if spec.nft is not None:
-            return parse_nft(spec.nft)
-    # iptables-legacy creates every built-in chain of a table it touches (so an empty *nat
-    # still registers the NAT hooks); iptables-nft only the chains declared or used.
-    return parse_iptables_restore(spec.rules if fed is None else fed,
-                                  all_builtin_chains=spec.backend == "iptables-legacy")
-
-
 def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelResult:
-    config = GatewayConfig(netview_for(spec.topology), model_ruleset(spec),
-                           Sysctls.from_mapping(spec.sysctls), profile)
-    from nat.iptables_syntax import parse_iptables_restore
-
+    config = spec_config(spec, profile)
     world = World(spec.topology, Gateway(config),
                   host_rules={h: parse_iptables_restore(text)
                               for h, text in spec.host_rules.items()})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from experiments import craft
-from experiments.steps import Received
+from experiments.observed import Received
 from nat.hooks import Hook
 from nat.journey import Journey
 from nat.packet import ACK, FIN, RST, SYN, IcmpHeader, Packet, TcpHeader, UdpHeader

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cli import builtin_spec_paths, main
+from experiments.backends import BACKENDS
+from experiments.backends import BackendName as Backend
+from experiments.cli import main
+from experiments.library import builtin_spec_paths
 from experiments.records.bundle import judge
-from experiments.spec import BACKENDS, Backend, load_spec
+from experiments.spec import load_spec
 
 pytestmark = pytest.mark.kernel
 

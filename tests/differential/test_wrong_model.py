@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import experiments.judging.judgement
+import experiments.model_config
 import nat.checksum
 import nat.manip
 import nat.nat_core
@@ -161,7 +162,7 @@ def test_model_drops_what_the_kernel_forwarded(monkeypatch: pytest.MonkeyPatch) 
         assert fed is not None
         return parse_iptables_restore(fed + "*filter\n-A FORWARD -i lan0 -j DROP\nCOMMIT\n")
 
-    monkeypatch.setattr(experiments.judging.judgement, "model_ruleset", with_extra_rule)
+    monkeypatch.setattr(experiments.model_config, "model_ruleset", with_extra_rule)
     j, _ = _rejudge("seed-dnat-udp")
     assert j.status == "MISMATCH"
     (diff,) = j.diffs

@@ -11,9 +11,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from experiments.backends import BACKENDS
+from experiments.backends import BackendName as Backend
 from experiments.kernel.rules import (
-    BACKENDS,
-    Backend,
     RulesError,
     clear_rules,
     declare_builtin_chains,

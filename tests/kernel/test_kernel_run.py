@@ -12,7 +12,8 @@ import pytest
 
 from experiments.kernel.capture import read_raw_pcap
 from experiments.kernel.rules import RulesError
-from experiments.kernel.run import FINAL, Observation, run_on_kernel
+from experiments.kernel.run import Observation, run_on_kernel
+from experiments.observed import FINAL
 from experiments.spec import load_spec
 from nat.listing import parse_pattern
 from topologies.names import new_run_id
@@ -155,8 +156,9 @@ def test_every_step_kind_checkpoints_sysctls_host_rules(tmp_path: Path) -> None:
     assert "--dport 6000 -j DROP" in obs.host_rulesets["desktop"].readback
 
     cp = obs.snapshot("after-udp")
-    assert len(cp.entries) == 1 and cp.entries[0].timeout is not None
-    assert 20 <= cp.entries[0].timeout <= 25       # the spec's UDP timeout applied
+    (entry,) = cp.entries()
+    assert entry.timeout is not None
+    assert 20 <= entry.timeout <= 25       # the spec's UDP timeout applied
     assert obs.steps[1].start == cp.time
     assert obs.snapshot(FINAL) is obs.final
     final = {(e.orig.proto, e.orig.dport) for e in obs.final_entries}

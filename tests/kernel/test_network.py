@@ -16,6 +16,7 @@ import pytest
 
 from topologies.description import Topology
 from topologies.hostexec import CommandError, HostHandle
+from topologies.ifindex import interface_indexes
 from topologies.mininet_net import (
     HOST_SYSCTLS,
     TCP_RMEM,
@@ -26,7 +27,6 @@ from topologies.mininet_net import (
 )
 from topologies.names import (
     STATE_DIR,
-    interface_indexes,
     is_run_id,
     new_run_id,
     new_state,

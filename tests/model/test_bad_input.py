@@ -25,9 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.cli import builtin_spec_paths, main
-from experiments.judging.judgement import model_config
+from experiments.cli import main
 from experiments.judging.replay import replay
+from experiments.library import builtin_spec_paths
+from experiments.model_config import model_config
 from experiments.observed import WirePacket
 from experiments.spec import Spec, load_spec
 from nat.checksum import with_fresh_checksums

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import cli
+from experiments import cli, library, session
 from experiments.cli import main
 from experiments.errors import MissingBinary, UserError, require_binaries, require_root
 
@@ -65,7 +65,7 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_check_accepts_names_files_and_directories(capsys: pytest.CaptureFixture[str]) -> None:
-    spec_dir = Path(cli.BUILTIN_SPECS)
+    spec_dir = Path(library.BUILTIN_SPECS)
     assert main(["check", "--model", "seed-dnat-udp", str(spec_dir / "seed-snat-tcp.toml"),
                  str(spec_dir), "seed-snat-tcp.toml"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -197,9 +197,9 @@ def test_user_error_with_newlines_is_one_line(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_workdirs_are_never_reused(tmp_path: Path) -> None:
-    made = {cli._workdir(str(tmp_path), "x") for _ in range(3)}
+    made = {session.workdir(str(tmp_path), "x") for _ in range(3)}
     assert len(made) == 3 and all(p.is_dir() and p.parent == tmp_path for p in made)
-    temp = cli._workdir(None, "y")
+    temp = session.workdir(None, "y")
     try:
         assert temp.is_dir() and "natlab-y-" in temp.name
     finally:

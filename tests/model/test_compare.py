@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from experiments import craft
-from experiments.judging.judgement import Observed, ObservedSnapshot, judge_observed
-from experiments.observed import WirePacket
+from experiments.judging.judgement import judge_observed
+from experiments.observed import Observed, Snapshot, WirePacket
 from experiments.spec import SpecError, spec_from_mapping
 
 SERVER = IPv4Address("203.0.113.10")
@@ -52,7 +52,7 @@ def test_judge_reproduces_a_verdict_decided_below_a_microsecond() -> None:
              "[UNREPLIED] src=203.0.113.10 dst=203.0.113.1 sport=5000 dport=40000 mark=0 use=1")
     observed = Observed(
         "6.18.44", {},
-        (ObservedSnapshot("before", 1.0000003, ()), ObservedSnapshot("final", 2.0, (final,))),
+        (Snapshot("before", 1.0000003, ()), Snapshot("final", 2.0, (final,))),
         (WirePacket(1.0000004, "lan0", "in", query.to_bytes()),
          WirePacket(1.0000005, "wan0", "out", sent.to_bytes())))
     live = judge_observed(spec, observed)

@@ -14,9 +14,9 @@ from ipaddress import IPv4Address
 import pytest
 
 from experiments import craft
-from experiments.cli import builtin_spec_paths
-from experiments.model_config import netview_for
-from experiments.modelrun.run import ModelResult, model_ruleset, run_on_model
+from experiments.library import builtin_spec_paths
+from experiments.model_config import model_ruleset, netview_for
+from experiments.modelrun.run import ModelResult, run_on_model
 from experiments.spec import load_spec
 from nat.checksum import checksums_ok
 from nat.hooks import Hook, Priority

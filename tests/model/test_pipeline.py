@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from experiments import craft
-from experiments.judging.judgement import model_config
+from experiments.model_config import model_config
 from experiments.spec import spec_from_mapping
 from nat.pipeline import Gateway
 from nat.status import Status

@@ -14,9 +14,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from experiments import craft
-from experiments.judging.judgement import Observed, ObservedSnapshot, judge_observed, model_config
+from experiments.judging.judgement import judge_observed
 from experiments.judging.replay import replay
-from experiments.observed import WirePacket
+from experiments.model_config import model_config
+from experiments.observed import Observed, Snapshot, WirePacket
 from experiments.spec import Spec, spec_from_mapping
 from nat.listing import parse_line
 from nat.packet import Packet, parse
@@ -103,7 +104,7 @@ def test_a_forwarded_packet_the_model_dropped_is_not_explained_as_the_gateways_o
     by the kernel and not by the model, never replayed as a packet the gateway sent itself."""
     spec = _spec(FORWARD_DROP_CLIENT1, {"net.netfilter.nf_conntrack_udp_timeout": "1"})
     packets = (_in(0.10, _client(1, b"one")), _out(0.11, _masqueraded(40000, b"one")))
-    observed = Observed(RELEASE, {}, (ObservedSnapshot("final", 5.0, ()),), packets)
+    observed = Observed(RELEASE, {}, (Snapshot("final", 5.0, ()),), packets)
     j = judge_observed(spec, observed)
     assert j.status == "MISMATCH", j.render()
     assert [(d.where, d.field, d.model) for d in j.diffs] == [

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.cli import builtin_spec_paths, main
+from experiments.cli import main
+from experiments.library import builtin_spec_paths
+from experiments.model_config import check_rules
 from experiments.spec import (
     CheckpointStep,
     PingStep,
@@ -21,7 +23,6 @@ from experiments.spec import (
     SpecError,
     TcpStep,
     UdpStep,
-    check_rules,
     load_spec,
     spec_from_mapping,
     spec_hash,

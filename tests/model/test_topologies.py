@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from topologies.description import Endpoint, Host, Interface, Route, Segment, Topology
+from topologies.ifindex import interface_indexes
 from topologies.inline import (
     TopologyError,
     check_topology,
@@ -24,7 +25,6 @@ from topologies.names import (
     NodeRecord,
     bridge_node_name,
     host_node_name,
-    interface_indexes,
     is_run_id,
     new_run_id,
     new_state,

@@ -1,0 +1,35 @@
+"""The result bundle's layout and format version: the one contract between the kernel side,
+which writes bundles, and the records, which read them (`natlab judge`, no root).
+
+A bundle holds everything needed to re-judge the run without root (the spec, the captured
+packets, the conntrack dumps, the gateway's sysctls and the kernel release) and the record a
+reader wants (versions, the ruleset as loaded, pcaps per interface, the event log, the
+prediction, the diffs and the verdict):
+
+    spec.toml  meta.json  observed.json  packets.jsonl  prediction.json  verdict.json
+    ruleset.txt  conntrack/<snapshot>.txt  events.txt  pcap/<iface>.pcap  pcap/all.pcap
+
+`meta.json` carries `format`. Its history (a reader takes every version listed here, and
+refuses any other in one line rather than guessing):
+
+- 1: the first format (issue 5).
+- 2: `observed.json`'s `received` items also carry the host's receive `time` and the `note`
+  (what kind of delivery it was); readers of version 1 take time 0.0 and no note.
+"""
+
+from __future__ import annotations
+
+FORMAT = 2
+READABLE_FORMATS: frozenset[int] = frozenset({1, 2})
+
+
+def format_problem(value: object) -> str | None:
+    """Why a bundle whose meta.json says `format = value` cannot be read, or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"format {value!r} is not a bundle format version"
+    if value not in READABLE_FORMATS:
+        newest = max(READABLE_FORMATS)
+        return (f"format {value} is unknown to this natlab (it reads formats "
+                f"{', '.join(map(str, sorted(READABLE_FORMATS)))}; "
+                + ("a newer natlab wrote it)" if value > newest else "not a natlab bundle)"))
+    return None

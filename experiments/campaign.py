@@ -1,0 +1,112 @@
+"""Many runs at once: up to N specs in forked worker processes, results in spec order.
+
+Each worker owns its run (namespaces, captures, SIGINT handling). On Ctrl-C or an error every
+running worker is interrupted, tears its run down, and is waited for; nothing is left behind
+and only complete results are reported. A worker's UserError, interruption or bug is raised in
+the parent when that spec's turn comes, as if the specs had run one by one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import TypeVar
+
+from experiments.errors import UserError
+
+T = TypeVar("T")
+
+# What a worker sends back: ("ok", value) | ("user", message) | ("interrupted",) | ("bug", tb)
+_Outcome = tuple[object, ...]
+
+
+def in_order(count: int, jobs: int, one: Callable[[int], T]) -> Iterator[T]:
+    """`one(i)` for i in 0..count-1, results in that order. With jobs > 1, up to `jobs` of
+    them run at once, each in a forked worker (its result must pickle)."""
+    if jobs <= 1 or count <= 1:
+        for i in range(count):
+            yield one(i)
+        return
+    ctx = multiprocessing.get_context("fork")
+    running: dict[Connection, tuple[int, BaseProcess]] = {}
+    proc: BaseProcess
+    done: dict[int, _Outcome] = {}
+    todo, turn = 0, 0
+    try:
+        while turn < count:
+            while todo < count and len(running) < jobs:
+                reader, writer = ctx.Pipe(duplex=False)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # SIGINT stays blocked until the worker has its own handler.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    proc = ctx.Process(target=_worker, args=(one, todo, writer))
+                    proc.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                writer.close()
+                running[reader] = (todo, proc)
+                todo += 1
+            for ready in wait(list(running)):
+                assert isinstance(ready, Connection)
+                i, proc = running.pop(ready)
+                try:
+                    done[i] = ready.recv()
+                except EOFError:
+                    proc.join()
+                    done[i] = ("bug", f"the worker of spec #{i + 1} died ({proc.exitcode})")
+                ready.close()
+                proc.join()
+            while turn in done:
+                kind, *value = done.pop(turn)
+                turn += 1
+                if kind == "ok":
+                    yield value[0]  # type: ignore[misc]
+                elif kind == "user":
+                    raise UserError(str(value[0]))
+                elif kind == "interrupted":
+                    raise KeyboardInterrupt
+                else:
+                    raise RuntimeError(f"a natlab worker failed:\n{value[0]}")
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # wait for their teardown
+        try:
+            for _, proc in running.values():
+                if proc.is_alive() and proc.pid is not None:
+                    os.kill(proc.pid, signal.SIGINT)
+            for _, proc in running.values():
+                proc.join()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _worker(one: Callable[[int], object], i: int, writer: Connection) -> None:
+    """A forked worker: run item `i`, send back the outcome."""
+
+    def interrupt_once(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut teardown
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    result: _Outcome
+    try:
+        result = ("ok", one(i))
+    except UserError as e:
+        result = ("user", str(e))
+    except KeyboardInterrupt:
+        result = ("interrupted",)
+    except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent
+        result = ("bug", traceback.format_exc())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # the parent is gone
+        writer.send(result)
+    writer.close()

@@ -1,0 +1,85 @@
+"""One spec's run, whole: the kernel run, the judgement, the bundle.
+
+The flow of design.md written once: `run_on_kernel` (kernel side) gives an `Observation`; its
+`Observed` part goes to `judge_observed` (judging); the bundle is written with the judgement's
+documents (records). The command line (`natlab run`) and the benchmark both run specs through
+here, so the steps of a run cannot drift apart. Needs root.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.errors import UserError
+from experiments.judging.judgement import Judgement, judge_observed
+from experiments.kernel.bundle import write_bundle
+from experiments.kernel.run import Observation, observed_from, run_on_kernel
+from experiments.observed import Observed
+from experiments.records.bundle import documents
+from experiments.records.show import RunRecord
+from experiments.spec import Spec
+from topologies.hostexec import CommandError
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A kernel run and its judgement, before any bundle: what the benchmark times."""
+
+    observation: Observation
+    observed: Observed
+    judgement: Judgement
+    kernel_seconds: float
+    judge_seconds: float
+
+
+def workdir(out: str | None, name: str) -> Path:
+    """A fresh directory for one run's files; never an existing one (a temporary directory
+    when `out` is None)."""
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix=f"natlab-{name}-"))
+    base = Path(out)
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = base / (f"{name}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise UserError(f"{base}: cannot make a fresh run directory for {name}")
+
+
+def run_and_judge(spec: Spec, files: Path, model_problem: UserError | None = None) -> Judged:
+    """Run `spec` on the kernel (its captures go to `files`) and judge the run. A kernel-side
+    failure the user can act on becomes a UserError naming the spec. `model_problem` (the model
+    cannot read the rules) is raised after the kernel had its say on the same rules."""
+    start = time.perf_counter()
+    try:
+        obs = run_on_kernel(spec, workdir=files)
+    except (CommandError, UserError) as e:
+        raise UserError(f"{spec.path}: {e}") from None
+    kernel_seconds = time.perf_counter() - start
+    if model_problem is not None:
+        raise model_problem
+    start = time.perf_counter()
+    observed = observed_from(obs)
+    judgement = judge_observed(spec, observed)
+    return Judged(obs, observed, judgement, kernel_seconds, time.perf_counter() - start)
+
+
+def run_spec(spec: Spec, results: Path, model_problem: UserError | None = None) -> RunRecord:
+    """`natlab run` for one spec: kernel run, judgement, bundle under `results/`."""
+    files = workdir(None, spec.name)
+    try:
+        judged = run_and_judge(spec, files, model_problem)
+        obs = judged.observation
+        bundle = write_bundle(results, spec, obs, judged.observed, documents(judged.judgement))
+    finally:
+        shutil.rmtree(files, ignore_errors=True)
+    return RunRecord(spec, obs.run_id, obs.checkpoints, obs.final, obs.received,
+                     judged.judgement, bundle)
