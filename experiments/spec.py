@@ -211,6 +211,7 @@ class _SpecFile(_Model):
     description: str = ""
     topology: Any = None
     backend: BackendName = "iptables"
+    backends: tuple[BackendName, ...] = Field(default=BACKENDS, strict=False, min_length=1)
     rules: str = ""
     nft: str | None = None
     sysctls: dict[str, Any] = Field(default_factory=dict)
@@ -241,6 +242,7 @@ class Spec:
     expect: Expect | None
     xfail: str | None
     topology_preset: str | None = None
+    backends: tuple[BackendName, ...] = BACKENDS
 
     @property
     def summary(self) -> str:
@@ -304,6 +306,12 @@ def spec_from_mapping(
         field = "name" if top.name is not None else "(file name)"
         raise SpecError(path, field, f"{name!r} is not a usable name: letters, digits, "
                         "'_', '.', '-', starting with a letter or digit, at most 64")
+    chosen = backend or top.backend
+    if len(set(top.backends)) != len(top.backends):
+        raise SpecError(path, "backends", "a backend is listed twice")
+    if chosen not in top.backends:
+        raise SpecError(path, "backends", f"this spec runs only on {', '.join(top.backends)}, "
+                        f"not on {chosen}")
     topology, preset_name = _topology(path, top.topology)
     steps = _steps(path, top.steps)
     sysctls = _sysctls(path, top.sysctls)
@@ -312,7 +320,7 @@ def spec_from_mapping(
         name=name,
         description=top.description,
         topology=topology,
-        backend=backend or top.backend,
+        backend=chosen,
         rules=top.rules,
         nft=top.nft,
         sysctls=sysctls,
@@ -321,6 +329,7 @@ def spec_from_mapping(
         expect=top.expect,
         xfail=top.xfail,
         topology_preset=preset_name,
+        backends=tuple(top.backends),
     )
     _check_references(spec)
     return spec
@@ -664,6 +673,8 @@ def spec_to_mapping(spec: Spec) -> dict[str, Any]:
     else:
         out["topology"] = topology_to_mapping(spec.topology)
     out["backend"] = spec.backend
+    if spec.backends != BACKENDS:
+        out["backends"] = list(spec.backends)
     out["rules"] = spec.rules
     if spec.nft is not None:
         out["nft"] = spec.nft

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nat.entry import Entry
+from nat.hook_table import Registration
 from nat.hooks import Hook, Priority
 from nat.packet import Packet
 
@@ -41,7 +42,9 @@ class Journey:
     `verdict` is ACCEPT (sent on `out_iface`), LOCAL (delivered to the gateway's own stack),
     or DROP. `packet_out` is the packet as it left the hooks (for LOCAL: as the gateway's
     own stack receives it). `entry` is the packet's conntrack entry after the packet (None
-    if untracked or gone), as `conntrack -L` would show it at `time`.
+    if untracked or gone), as `conntrack -L` would show it at `time`. `passed` lists the
+    registered callbacks the packet was handed to, in order (nat chains run by the NAT core
+    included), as the hook table has them; `render()` does not show it (docs/hooks.md does).
     """
 
     time: float
@@ -52,6 +55,7 @@ class Journey:
     packet_out: Packet | None = None
     out_iface: str | None = None
     entry: Entry | None = None
+    passed: tuple[Registration, ...] = ()
 
     def render(self) -> str:
         from nat.listing import render as render_entry

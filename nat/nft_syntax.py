@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
+from nat.hook_table import ChainNotModelled, build_hook_table
 from nat.hooks import NFT_HOOK, NFT_PRIORITY_KEYWORD, Hook, Priority
 from nat.rules import (
     CTSTATES,
@@ -260,7 +261,13 @@ class _Parser:
             # reach it, as iptables' nat-table user chains are.
             chains += [replace(c, kind="nat") if c.hook is None and reach[c.name] and all(
                 b.kind == "nat" for b in reach[c.name]) else c for c in built]
-        return Ruleset(tuple(chains), "nft")
+        ruleset = Ruleset(tuple(chains), "nft")
+        try:        # a base chain the model cannot place on its hook is refused here too
+            build_hook_table(ruleset)
+        except ChainNotModelled as e:
+            lineno = self.tables[e.chain.table].chains[e.chain.name].lineno
+            raise ChainNotModelled(e.chain, e.reason, lineno, self.lines[lineno - 1]) from None
+        return ruleset
 
     def command(self) -> None:
         tok = self.word("a command")

@@ -1,18 +1,23 @@
 """The gateway: a packet's walk through the netfilter hooks, callbacks in priority order.
 
 Mirrors the IPv4 receive/forward/output paths (net/ipv4/ip_input.c ip_rcv, ip_forward.c
-ip_forward, ip_output.c ip_output) and the callbacks registered on them:
+ip_forward, ip_output.c ip_output) and, at each hook, nf_hook_slow() (net/netfilter/core.c):
+the callbacks registered on the hook, in the order of the ruleset's `HookTable`
+(nat/hook_table.py, docs/hooks.md), until one does not accept. With the usual tables:
 
     PRE_ROUTING : nf_conntrack_in (-200) -> NAT DST (-100, nf_nat_ipv4_pre_routing)
                   -> routing decision (ip_route_input; redone after DNAT)
     FORWARD     : filter (0)                            [ip_forward decremented the TTL]
     LOCAL_IN    : filter (0) -> NAT SRC (100, nf_nat_ipv4_local_in) -> confirm (INT_MAX)
-    LOCAL_OUT   : nf_conntrack_in (-200) -> NAT DST (-100, nf_nat_ipv4_local_fn) -> filter (0)
+    LOCAL_OUT   : nf_conntrack_in (-200) -> NAT DST (-100, nf_nat_ipv4_local_fn; re-route if
+                  the destination changed) -> filter (0)
     POST_ROUTING: NAT SRC (100, nf_nat_ipv4_out) -> confirm (INT_MAX, nf_confirm)
 
-Raw (-300), mangle (-150) and security (50) tables are not modelled: a ruleset using them is
-refused by the rule parser. Conntrack helpers (the old NF_IP_PRI_CONNTRACK_HELPER 300 slot)
-are not modelled either; recent kernels run them from inside the confirm hook anyway.
+nft filter chains sit wherever their hook and priority put them (a filter chain at
+prerouting, one at output -250 before conntrack). The raw, mangle and security tables and nft
+route chains are not modelled: the rule parser refuses them, and the table refuses a chain
+it cannot place. Conntrack helpers (the old NF_IP_PRI_CONNTRACK_HELPER 300 slot) are not
+modelled either; recent kernels run them from inside the confirm hook anyway.
 
 The NAT core hook (nf_nat_inet_fn in net/netfilter/nf_nat_core.c) runs the user's nat chains
 only for a connection's first packet per manip type; when no rule binds, it makes the null
@@ -32,6 +37,7 @@ from nat.conntrack import Table
 from nat.core import nf_conntrack_confirm, nf_conntrack_in
 from nat.entry import Entry
 from nat.extract import icmp_error_inner
+from nat.hook_table import HookTable, Kind, Registration, build_hook_table
 from nat.hooks import Hook, Priority
 from nat.journey import Journey, Step
 from nat.manip import ManipError, icmp_reply_translation, manip_pkt
@@ -81,6 +87,7 @@ class _Walk:
     in_dev: Device | None = None
     out_dev: Device | None = None
     nexthop: IPv4Address | None = None
+    passed: list[Registration] = field(default_factory=list)   # the callbacks called
 
     def note(self, hook: Hook | None, prio: int | None, function: str, did: str) -> None:
         self.steps.append(Step(hook, prio, function, did))
@@ -95,10 +102,11 @@ class Gateway:
     """
 
     def __init__(self, config: GatewayConfig) -> None:
+        """Raises ChainNotModelled (a RuleError) for a base chain the model cannot run."""
         self.config = config
         self.table = Table()
+        self.hooks: HookTable = build_hook_table(config.ruleset)
         self.tracking = config.ruleset.needs_conntrack()
-        self.nat_enabled = config.ruleset.has_nat()
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -123,19 +131,11 @@ class Gateway:
 
     def _walk_input(self, w: _Walk, choose: Chooser) -> str:
         """ip_rcv() -> ip_rcv_finish() (routing) -> ip_local_deliver() or ip_forward()."""
-        if not self._conntrack_in(w, Hook.PRE_ROUTING):
-            return "DROP"
-        if not self._nat_hook(w, Hook.PRE_ROUTING, choose):
+        if not self._hook(w, Hook.PRE_ROUTING, choose):
             return "DROP"
         if self.config.net.is_local(w.pkt.ip.dst):
             w.note(None, None, "ip_route_input", f"{w.pkt.ip.dst} is local: deliver (LOCAL_IN)")
-            if not self._filter(w, Hook.LOCAL_IN):
-                return "DROP"
-            if not self._nat_hook(w, Hook.LOCAL_IN, choose):
-                return "DROP"
-            if not self._confirm(w, Hook.LOCAL_IN):
-                return "DROP"
-            return "LOCAL"
+            return "LOCAL" if self._hook(w, Hook.LOCAL_IN, choose) else "DROP"
         if not self.config.net.forwarding:
             w.note(None, None, "ip_route_input", "not local and forwarding is off: dropped")
             return "DROP"
@@ -146,7 +146,7 @@ class Gateway:
             return "DROP"
         w.pkt = ip_decrease_ttl(w.pkt)
         w.note(None, None, "ip_forward", f"TTL {w.pkt.ip.ttl + 1} -> {w.pkt.ip.ttl}")
-        if not self._filter(w, Hook.FORWARD):
+        if not self._hook(w, Hook.FORWARD, choose):
             return "DROP"
         return self._postrouting(w, choose)
 
@@ -154,24 +154,37 @@ class Gateway:
         """The socket's route lookup, then __ip_local_out() (LOCAL_OUT) and ip_output()."""
         if not self._route(w):
             return "DROP"
-        if not self._conntrack_in(w, Hook.LOCAL_OUT):
-            return "DROP"
-        before = w.pkt.ip.dst
-        if not self._nat_hook(w, Hook.LOCAL_OUT, choose):
-            return "DROP"
-        if w.pkt.ip.dst != before and not self._route(w, again=True):
-            return "DROP"
-        if not self._filter(w, Hook.LOCAL_OUT):
+        if not self._hook(w, Hook.LOCAL_OUT, choose):
             return "DROP"
         return self._postrouting(w, choose)
 
     def _postrouting(self, w: _Walk, choose: Chooser) -> str:
         """ip_output(): POST_ROUTING, then the packet leaves on `w.out_dev`."""
-        if not self._nat_hook(w, Hook.POST_ROUTING, choose):
-            return "DROP"
-        if not self._confirm(w, Hook.POST_ROUTING):
-            return "DROP"
-        return "ACCEPT"
+        return "ACCEPT" if self._hook(w, Hook.POST_ROUTING, choose) else "DROP"
+
+    def _hook(self, w: _Walk, hook: Hook, choose: Chooser) -> bool:
+        """nf_hook_slow(): the hook's callbacks in table order; False when one drops."""
+        for reg in self.hooks.at(hook):
+            w.passed.append(reg)
+            if not self._call(w, reg, choose):
+                return False
+        return True
+
+    def _call(self, w: _Walk, reg: Registration, choose: Chooser) -> bool:
+        """One callback, by its kind; True if it accepted the packet."""
+        match reg.kind:
+            case Kind.DEFRAG:        # the model does not reassemble (see nat/hook_table.py)
+                return True
+            case Kind.CONNTRACK:
+                return self._conntrack_in(w, reg.hook)
+            case Kind.NAT:
+                return self._nat_hook(w, reg, choose)
+            case Kind.FILTER_CHAIN:
+                return self._filter_chain(w, reg)
+            case Kind.CONFIRM:
+                return self._confirm(w, reg.hook)
+            case Kind.NAT_CHAIN:     # pragma: no cover - only inside a NAT registration
+                raise AssertionError(f"{reg.describe()} outside the NAT core")
 
     def _route(self, w: _Walk, again: bool = False) -> bool:
         """The FIB lookup (ip_route_input; ip_route_me_harder after a LOCAL_OUT DNAT)."""
@@ -198,40 +211,46 @@ class Gateway:
         w.note(hook, Priority.CONNTRACK, "nf_conntrack_in", f"{w.ctinfo.name}: {notes}")
         return res.verdict != "DROP"
 
-    def _filter(self, w: _Walk, hook: Hook) -> bool:
-        """The filter base chains at `hook` (ipt_do_table / nft_do_chain), in priority order."""
-        ctx = _rule_context(w)
-        for chain in self.config.ruleset.base_chains(hook, "filter"):
-            outcome = evaluate(self.config.ruleset, chain, ctx)
-            target = outcome.target
-            where = outcome.describe()
-            if isinstance(target, Drop | Reject):
-                w.note(hook, chain.priority, f"{chain.table} {chain.name}",
-                       f"{where}: dropped" + ("; the unconfirmed entry vanishes"
-                                              if w.conn is not None and not w.conn.confirmed
-                                              else ""))
-                return False
-            w.note(hook, chain.priority, f"{chain.table} {chain.name}", f"{where}: accept")
+    def _filter_chain(self, w: _Walk, reg: Registration) -> bool:
+        """One filter base chain (ipt_do_table / nft_do_chain), on the packet as it is now."""
+        chain = reg.chain
+        assert chain is not None
+        outcome = evaluate(self.config.ruleset, chain, _rule_context(w))
+        target = outcome.target
+        where = outcome.describe()
+        if isinstance(target, Drop | Reject):
+            w.note(reg.hook, chain.priority, f"{chain.table} {chain.name}",
+                   f"{where}: dropped" + ("; the unconfirmed entry vanishes"
+                                          if w.conn is not None and not w.conn.confirmed
+                                          else ""))
+            return False
+        w.note(reg.hook, chain.priority, f"{chain.table} {chain.name}", f"{where}: accept")
         return True
 
-    def _nat_hook(self, w: _Walk, hook: Hook, choose: Chooser) -> bool:
+    def _nat_hook(self, w: _Walk, reg: Registration, choose: Chooser) -> bool:
+        """The NAT core's callback; at LOCAL_OUT nf_nat_ipv4_local_fn re-routes when it
+        changed the destination (ip_route_me_harder)."""
+        before = w.pkt.ip.dst
+        if not self._nf_nat_inet_fn(w, reg, choose):
+            return False
+        if reg.hook is Hook.LOCAL_OUT and w.pkt.ip.dst != before:
+            return self._route(w, again=True)
+        return True
+
+    def _nf_nat_inet_fn(self, w: _Walk, reg: Registration, choose: Chooser) -> bool:
         """nf_nat_inet_fn(): bind on the first packet, then rewrite per the binding."""
-        if not self.nat_enabled:
-            return True
+        hook, prio = reg.hook, reg.priority
         manip = ManipType.for_hook(hook)
-        prio = Priority.NAT_DST if manip is ManipType.DST else Priority.NAT_SRC
-        fn = {Hook.PRE_ROUTING: "nf_nat_ipv4_pre_routing", Hook.LOCAL_OUT: "nf_nat_ipv4_local_fn",
-              Hook.POST_ROUTING: "nf_nat_ipv4_out", Hook.LOCAL_IN: "nf_nat_ipv4_local_in"}[hook]
         ct = w.conn
         if ct is None:
-            w.note(hook, prio, fn, "no conntrack entry: not NATed")
+            w.note(hook, prio, reg.callback, "no conntrack entry: not NATed")
             return True
         if w.ctinfo in (CtInfo.RELATED, CtInfo.RELATED_REPLY) and w.pkt.proto == Proto.ICMP \
                 and isinstance(w.pkt.l4, IcmpHeader) and w.pkt.l4.type in ICMP_ERROR_TYPES:
             return self._icmp_reply_translation(w, hook, manip, prio)
         if w.ctinfo in (CtInfo.NEW, CtInfo.RELATED, CtInfo.RELATED_REPLY) \
                 and not ct.status & manip.done_bit:
-            bound = self._run_nat_chains(w, hook, manip, prio, choose)
+            bound = self._run_nat_chains(w, reg, manip, choose)
             if bound is None:
                 return False
             if not bound:
@@ -247,13 +266,17 @@ class Gateway:
                        f"no rule bound {manip.name}: null binding{moved}")
         return self._nf_nat_packet(w, hook, manip, prio)
 
-    def _run_nat_chains(self, w: _Walk, hook: Hook, manip: ManipType, prio: int,
+    def _run_nat_chains(self, w: _Walk, reg: Registration, manip: ManipType,
                         choose: Chooser) -> bool | None:
-        """The user's nat chains at `hook`, in priority order. True: a rule bound; False: no
-        rule did (null binding follows); None: dropped."""
+        """The nat chains the NAT core runs at `reg.hook`, in their order. True: a rule
+        bound; False: no rule did (null binding follows); None: dropped."""
         assert w.conn is not None
+        hook = reg.hook
         ctx = _rule_context(w)        # the packet does not change until a rule binds
-        for chain in self.config.ruleset.base_chains(hook, "nat"):
+        for inner in reg.nat_chains:
+            chain = inner.chain
+            assert chain is not None
+            w.passed.append(inner)
             outcome = evaluate(self.config.ruleset, chain, ctx)
             target = outcome.target
             where = outcome.describe()
@@ -378,6 +401,7 @@ class Gateway:
             in_iface=in_iface,
             packet_in=pkt_in,
             steps=tuple(w.steps),
+            passed=tuple(w.passed),
             verdict=verdict,
             packet_out=w.pkt if verdict in ("ACCEPT", "LOCAL") else None,
             out_iface=w.out_dev.name if verdict == "ACCEPT" and w.out_dev else None,

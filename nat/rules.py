@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from nat.hooks import Hook
+from nat.hooks import Hook, in_hook_order
 
 # ---------------------------------------------------------------------------------------------
 # Errors: one line each, naming the line of the input.
@@ -397,8 +397,8 @@ class Chain:
 
 @dataclass(frozen=True)
 class Ruleset:
-    """All chains, in the order they were created (equal priorities keep that order, as the
-    kernel's hook registration does)."""
+    """All chains, in the order they were created (the order the kernel registered their
+    hooks in: among base chains of equal priority the one created last runs first)."""
 
     chains: tuple[Chain, ...] = ()
     source_syntax: Literal["iptables", "nft"] = "iptables"
@@ -413,7 +413,7 @@ class Ruleset:
     def base_chains(self, hook: Hook, kind: ChainKind) -> tuple[Chain, ...]:
         """The base chains of `kind` on `hook`, in the order the kernel runs them."""
         chosen = [c for c in self.chains if c.hook == hook and c.kind == kind]
-        return tuple(sorted(chosen, key=lambda c: c.priority))
+        return tuple(in_hook_order(chosen, lambda c: c.priority))
 
     def has_nat(self) -> bool:
         """A NAT base chain exists: the NAT core hooks are registered (kernel-semantics 1.3)."""

@@ -15,6 +15,7 @@ from experiments.cli import main
 from experiments.library import builtin_spec_paths
 from experiments.model_config import check_rules
 from experiments.spec import (
+    BACKENDS,
     CheckpointStep,
     PingStep,
     RawStep,
@@ -374,3 +375,30 @@ def test_steps_can_be_built_in_python() -> None:
                     payload="hello laptop", reply="hello desktop")
     assert spec.steps == (built,)
     assert SleepStep(seconds=1).action == "sleep"
+
+
+def test_backends_limits_where_a_spec_runs(tmp_path: Path) -> None:
+    path = tmp_path / "nft-only.toml"
+    path.write_text(FULL.replace('backend = "nft"', 'backend = "nft"\nbackends = ["nft"]'))
+    spec = load_spec(path)
+    assert spec.backends == ("nft",) and spec.backend == "nft"
+    assert spec_from_mapping(spec_to_mapping(spec), path) == spec
+    with pytest.raises(SpecError) as info:
+        load_spec(path, backend="iptables")
+    assert info.value.field_path == "backends"
+    assert "runs only on nft, not on iptables" in str(info.value)
+    path.write_text(FULL.replace('backend = "nft"', 'backends = ["nft"]'))
+    with pytest.raises(SpecError, match="not on iptables"):
+        load_spec(path)
+    for bad, message in (('["nft", "nft"]', "listed twice"), ("[]", "at least 1"),
+                         ('["pf"]', "Input should be")):
+        path.write_text(FULL.replace('backend = "nft"', f'backend = "nft"\nbackends = {bad}'))
+        with pytest.raises(SpecError, match=message) as info:
+            load_spec(path)
+        assert info.value.field_path.startswith("backends")
+
+
+def test_library_specs_run_on_every_backend_unless_they_say_so() -> None:
+    limited = {p.stem: load_spec(p).backends for p in builtin_spec_paths()
+               if load_spec(p).backends != BACKENDS}
+    assert limited == {"filter-prerouting": ("nft",), "filter-output-untracked": ("nft",)}
