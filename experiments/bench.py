@@ -49,11 +49,11 @@ from experiments.errors import (
     require_root,
 )
 from nat.entry import Entry
-from nat.iptables_syntax import parse_iptables_restore
 from nat.listing import parse_listing, render
 from nat.netdev import Device, NetView, RouteEntry
 from nat.packet import ACK, PSH, SYN, Packet
 from nat.pipeline import Gateway, GatewayConfig
+from nat.rules import parse_iptables_restore
 from nat.tuple import Proto
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"

@@ -27,7 +27,7 @@ from nat.journey import Journey
 from nat.listing import render
 from nat.pipeline import Gateway, GatewayConfig
 from nat.profile import LINUX_LATEST, KernelProfile
-from nat.rules import Ruleset
+from nat.rules import Ruleset, parse_iptables_restore, parse_nft
 from nat.sysctl import Sysctls
 from topologies.description import Topology
 
@@ -49,9 +49,6 @@ def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
     """The rules as the model reads them: the very text the kernel was fed when known (for the
     nft backend without nft text in the spec, that is iptables-restore-translate's output);
     otherwise the spec's own text for its backend."""
-    from nat.iptables_syntax import parse_iptables_restore
-    from nat.nft_syntax import parse_nft
-
     if spec.backend == "nft":
         if fed is not None:
             return parse_nft(fed)
@@ -66,8 +63,6 @@ def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
 def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelResult:
     config = GatewayConfig(netview_for(spec.topology), model_ruleset(spec),
                            Sysctls.from_mapping(spec.sysctls), profile)
-    from nat.iptables_syntax import parse_iptables_restore
-
     world = World(spec.topology, Gateway(config),
                   host_rules={h: parse_iptables_restore(text)
                               for h, text in spec.host_rules.items()})

@@ -688,15 +688,11 @@ def check_rules(spec: Spec) -> None:
     """Parse the gateway's rules as the model will (nft text for the nft backend when given,
     else the iptables-restore text); a construct the model does not support, or malformed
     text, is a SpecError naming the field and the line inside it."""
-    from nat.rules import RuleError
+    from nat.rules import RuleError, parse_iptables_restore, parse_nft
 
     if spec.backend == "nft" and spec.nft is not None:
-        from nat.nft_syntax import parse_nft
-
         field, text, parse = "nft", spec.nft, parse_nft
     else:
-        from nat.iptables_syntax import parse_iptables_restore
-
         field, text, parse = "rules", spec.rules, parse_iptables_restore
     try:
         parse(text)

@@ -26,8 +26,8 @@ from experiments.bundle import judge
 from experiments.cli import main
 from experiments.compare import Diff
 from experiments.judgement import Judgement
-from nat.iptables_syntax import parse_iptables_restore
 from nat.nat_core import KeyRange
+from nat.rules import parse_iptables_restore
 
 GOLDEN = Path(__file__).parents[1] / "model" / "golden"
 

@@ -1,6 +1,6 @@
 """The rules a gateway is given, as one syntax-free tree (an AST shared by iptables and nft).
 
-`nat/iptables_syntax.py` (iptables-restore text) and `nat/nft_syntax.py` (nft text) both build
+`nat/rules/iptables.py` (iptables-restore text) and `nat/rules/nft.py` (nft text) both build
 these values, so the same rule written either way is the same `Rule` (apart from `source` and
 `lineno`), and `nat/rule_eval.py` walks them the way ipt_do_table (net/ipv4/netfilter/
 ip_tables.c) and nft_do_chain (net/netfilter/nf_tables_core.c) walk theirs.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 
 from nat.hooks import IPTABLES_CHAIN_HOOK, IPTABLES_TABLE_PRIORITY, Hook
-from nat.rules import (
+from nat.rules.ast import (
     ICMP_TYPE_NUMBERS,
     NAT_TARGET_HOOKS,
     NAT_TARGETS,

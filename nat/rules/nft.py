@@ -22,7 +22,7 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from typing import Any
 
 from nat.hooks import NFT_HOOK, NFT_PRIORITY_KEYWORD, Hook, Priority
-from nat.rules import (
+from nat.rules.ast import (
     CTSTATES,
     ICMP_TYPE_NUMBERS,
     NAT_TARGET_HOOKS,
