@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 
-from nat.hooks import IPTABLES_CHAIN_HOOK, IPTABLES_TABLE_PRIORITY, Hook
+from nat.hooks import IPTABLES_CHAIN_HOOK, Hook
 from nat.rules.ast import (
     ICMP_TYPE_NUMBERS,
     NAT_TARGET_HOOKS,
@@ -53,14 +53,8 @@ from nat.rules.ast import (
     UnsupportedRule,
     reaching_base_chains,
 )
+from nat.rules.builtin_chains import BUILTIN_CHAINS
 
-# Built-in chains of each table (xt_table valid_hooks).
-TABLE_CHAINS: dict[str, tuple[str, ...]] = {
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-}
 # Tables the model evaluates; raw and mangle may appear only without rules.
 RULE_TABLES: frozenset[str] = frozenset({"nat", "filter"})
 OTHER_TABLES: frozenset[str] = frozenset({"security"})
@@ -166,7 +160,7 @@ class _TableBuild:
     def builtin(self, name: str) -> _ChainBuild:
         """The built-in chain `name`, created (policy ACCEPT) on first use."""
         if name not in self.chains:
-            self.chains[name] = _ChainBuild(name, IPTABLES_CHAIN_HOOK[name], "ACCEPT")
+            self.chains[name] = _ChainBuild(name, BUILTIN_CHAINS[self.name][name].hook, "ACCEPT")
         return self.chains[name]
 
 
@@ -203,7 +197,7 @@ def parse_iptables_restore(text: str, *, all_builtin_chains: bool = False) -> Ru
         if table.name not in RULE_TABLES:
             continue  # raw / mangle without rules: nothing to evaluate
         for cb in table.chains.values():
-            prio = IPTABLES_TABLE_PRIORITY[table.name][cb.hook] if cb.hook is not None else 0
+            prio = BUILTIN_CHAINS[table.name][cb.name].priority if cb.hook is not None else 0
             chains.append(Chain(table.name, cb.name, kind, cb.hook, prio, cb.policy,
                                 tuple(cb.rules)))
     return Ruleset(tuple(chains), "iptables")
@@ -212,7 +206,7 @@ def parse_iptables_restore(text: str, *, all_builtin_chains: bool = False) -> Ru
 def _start_table(lineno: int, name: str, raw: str) -> _TableBuild:
     if name in OTHER_TABLES:
         raise UnsupportedRule(lineno, f"table {name!r}", raw)
-    if name not in TABLE_CHAINS:
+    if name not in BUILTIN_CHAINS:
         raise RuleSyntaxError(lineno, f"table name {name!r} invalid", raw)
     return _TableBuild(name, lineno)
 
@@ -223,7 +217,7 @@ def _declare_chain(table: _TableBuild, lineno: int, line: str, raw: str) -> None
     if len(words) not in (2, 3) or (len(words) == 3 and not _is_counters(words[2])):
         raise RuleSyntaxError(lineno, "bad chain line (expected `:CHAIN POLICY [p:b]`)", raw)
     name, policy = words[0], words[1]
-    if name in TABLE_CHAINS[table.name]:
+    if name in BUILTIN_CHAINS[table.name]:
         if policy not in ("ACCEPT", "DROP"):
             raise RuleSyntaxError(lineno, f"bad policy {policy!r} for built-in chain {name}",
                                   raw)
@@ -263,7 +257,7 @@ def _command(table: _TableBuild, lineno: int, raw: str) -> None:
         if len(args) != 1:
             raise RuleSyntaxError(lineno, "-N takes exactly one chain name", raw)
         name = args[0]
-        if name in table.chains or name in TABLE_CHAINS[table.name]:
+        if name in table.chains or name in BUILTIN_CHAINS[table.name]:
             raise RuleSyntaxError(lineno, "Chain already exists", raw)
         _check_chain_name(lineno, name, raw)
         table.chains[name] = _ChainBuild(name, None, None)
@@ -271,7 +265,7 @@ def _command(table: _TableBuild, lineno: int, raw: str) -> None:
     if cmd in ("-P", "--policy"):
         if len(args) != 2:
             raise RuleSyntaxError(lineno, "-P takes a chain and a policy", raw)
-        if args[0] not in TABLE_CHAINS[table.name]:
+        if args[0] not in BUILTIN_CHAINS[table.name]:
             raise RuleSyntaxError(lineno, f"bad built-in chain name {args[0]!r}", raw)
         if args[1] not in ("ACCEPT", "DROP"):
             raise RuleSyntaxError(lineno, f"bad policy {args[1]!r}", raw)
@@ -309,7 +303,7 @@ def _command(table: _TableBuild, lineno: int, raw: str) -> None:
 
 
 def _find_chain(table: _TableBuild, lineno: int, name: str, raw: str) -> _ChainBuild:
-    if name in TABLE_CHAINS[table.name]:
+    if name in BUILTIN_CHAINS[table.name]:
         return table.builtin(name)
     if name in table.chains:
         return table.chains[name]
@@ -847,7 +841,7 @@ def _any_is_none(net: IPv4Network | None, negate: bool) -> IPv4Network | None:
 def _check_table(table: _TableBuild, all_builtin_chains: bool) -> None:
     """At COMMIT: fill in built-in chains (legacy), then the kernel's table-wide checks."""
     if all_builtin_chains:
-        for name in TABLE_CHAINS[table.name]:
+        for name in BUILTIN_CHAINS[table.name]:
             table.builtin(name)
     if table.name not in RULE_TABLES:
         return
