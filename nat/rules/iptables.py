@@ -23,8 +23,6 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from nat.hooks import IPTABLES_CHAIN_HOOK, Hook
 from nat.rules.ast import (
     ICMP_TYPE_NUMBERS,
-    NAT_TARGET_HOOKS,
-    NAT_TARGETS,
     PROTO_NUMBERS,
     SYN_ONLY,
     Accept,
@@ -51,9 +49,9 @@ from nat.rules.ast import (
     Target,
     TcpFlagsMatch,
     UnsupportedRule,
-    reaching_base_chains,
 )
 from nat.rules.builtin_chains import BUILTIN_CHAINS
+from nat.rules.checks import check_table
 
 # Tables the model evaluates; raw and mangle may appear only without rules.
 RULE_TABLES: frozenset[str] = frozenset({"nat", "filter"})
@@ -848,14 +846,4 @@ def _check_table(table: _TableBuild, all_builtin_chains: bool) -> None:
     kind: ChainKind = "nat" if table.name == "nat" else "filter"
     chains = [Chain(table.name, c.name, kind, c.hook, 0, c.policy, tuple(c.rules))
               for c in table.chains.values()]
-    reach = reaching_base_chains(chains)
-    for chain in chains:
-        hooks = {b.hook for b in reach[chain.name] if b.hook is not None}
-        for rule in chain.rules:
-            if isinstance(rule.target, NAT_TARGETS):
-                allowed = NAT_TARGET_HOOKS[type(rule.target)]
-                bad = sorted(h.name for h in hooks - allowed)
-                if bad:
-                    raise RuleSyntaxError(
-                        rule.lineno, f"{type(rule.target).__name__.upper()} is not valid in "
-                        f"{'/'.join(bad)} (the kernel says: Invalid argument)", rule.source)
+    check_table(chains, "iptables")

@@ -25,8 +25,6 @@ from nat.hooks import NFT_HOOK, NFT_PRIORITY_KEYWORD, Hook, Priority
 from nat.rules.ast import (
     CTSTATES,
     ICMP_TYPE_NUMBERS,
-    NAT_TARGET_HOOKS,
-    NAT_TARGETS,
     PROTO_NUMBERS,
     Accept,
     Chain,
@@ -52,8 +50,8 @@ from nat.rules.ast import (
     Target,
     TcpFlagsMatch,
     UnsupportedRule,
-    reaching_base_chains,
 )
+from nat.rules.checks import check_table
 
 FAMILIES = frozenset({"ip", "inet"})
 OTHER_FAMILIES = frozenset({"ip6", "arp", "bridge", "netdev"})
@@ -99,7 +97,6 @@ NFT_KEYWORDS = frozenset(_KEYWORD_TEXT.split())
 # Priority keywords that nft 1.0.6 accepts only on one hook (family ip/inet).
 KEYWORD_HOOK: dict[str, Hook] = {"dstnat": Hook.PRE_ROUTING, "srcnat": Hook.POST_ROUTING}
 NAT_HOOKS = frozenset({Hook.PRE_ROUTING, Hook.LOCAL_IN, Hook.LOCAL_OUT, Hook.POST_ROUTING})
-REJECT_HOOKS = frozenset({Hook.LOCAL_IN, Hook.FORWARD, Hook.LOCAL_OUT, Hook.PRE_ROUTING})
 PORT_WORD = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -255,7 +252,7 @@ class _Parser:
         for table in self.tables.values():
             built = [Chain(table.key, c.name, c.kind, c.hook, c.priority, c.policy,
                            tuple(c.rules)) for c in table.chains.values()]
-            reach = _check_table(built)
+            reach = check_table(built, "nft")
             # A regular chain has no type of its own; call it "nat" when only nat chains
             # reach it, as iptables' nat-table user chains are.
             chains += [replace(c, kind="nat") if c.hook is None and reach[c.name] and all(
@@ -976,30 +973,3 @@ class _RuleParser:
             rng = NatRange(NatFlag.PROTO_SPECIFIED, min_proto=lo, max_proto=hi)
         rng = replace(rng, flags=rng.flags | self.flags())
         self.finish(tok, Masquerade(rng) if tok.text == "masquerade" else Redirect(rng))
-
-
-def _check_table(chains: list[Chain]) -> dict[str, tuple[Chain, ...]]:
-    """The kernel's validation of a table: every statement against the base chains that
-    reach it (nft_chain_validate_dependency / nft_chain_validate_hooks), and jump loops.
-    Returns the base chains reaching each chain."""
-    reach = reaching_base_chains(chains)
-    for chain in chains:
-        bases = reach[chain.name]
-        for rule in chain.rules:
-            target = rule.target
-            if isinstance(target, NAT_TARGETS):
-                name = type(target).__name__.lower()
-                for base in bases:
-                    assert base.hook is not None
-                    if base.kind != "nat" or base.hook not in NAT_TARGET_HOOKS[type(target)]:
-                        raise RuleSyntaxError(
-                            rule.lineno, f"{name} is not valid in a {base.kind} chain at "
-                            f"{base.hook.name} (Operation not supported)", rule.source)
-            if isinstance(target, Reject):
-                for base in bases:
-                    assert base.hook is not None
-                    if base.hook not in REJECT_HOOKS:
-                        raise RuleSyntaxError(
-                            rule.lineno, f"reject is not valid at {base.hook.name} "
-                            "(Operation not supported)", rule.source)
-    return reach
