@@ -227,15 +227,6 @@ PROTO_NUMBERS: dict[str, int] = {
 }
 PROTO_NAMES: dict[int, str] = {v: k for k, v in PROTO_NUMBERS.items()}
 
-# ICMP type names (iptables --icmp-type and nft `icmp type` agree on these spellings).
-ICMP_TYPE_NUMBERS: dict[str, int] = {
-    "echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5,
-    "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10,
-    "time-exceeded": 11, "parameter-problem": 12, "timestamp-request": 13,
-    "timestamp-reply": 14, "info-request": 15, "info-reply": 16,
-    "address-mask-request": 17, "address-mask-reply": 18,
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Targets (iptables) / verdicts and statements (nft).

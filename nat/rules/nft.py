@@ -24,7 +24,6 @@ from typing import Any
 from nat.hooks import NFT_HOOK, NFT_PRIORITY_KEYWORD, Hook, Priority
 from nat.rules.ast import (
     CTSTATES,
-    ICMP_TYPE_NUMBERS,
     PROTO_NUMBERS,
     Accept,
     Chain,
@@ -52,6 +51,7 @@ from nat.rules.ast import (
     UnsupportedRule,
 )
 from nat.rules.checks import check_table
+from nat.rules.common import ICMP_TYPE_NUMBERS
 
 FAMILIES = frozenset({"ip", "inet"})
 OTHER_FAMILIES = frozenset({"ip6", "arp", "bridge", "netdev"})
