@@ -20,9 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from nat.iptables_syntax import parse_iptables_restore
-from nat.nft_syntax import parse_nft
-from nat.rules import Ruleset
+from nat.rules import Ruleset, parse_iptables_restore, parse_nft
 
 BackendName = Literal["iptables", "iptables-legacy", "nft"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)

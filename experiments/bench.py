@@ -47,11 +47,11 @@ from experiments.library import BUILTIN_SPECS
 from experiments.modelrun.run import run_on_model
 from experiments.spec import Spec, load_spec
 from nat.entry import Entry
-from nat.iptables_syntax import parse_iptables_restore
 from nat.listing import parse_listing, render
 from nat.netdev import Device, NetView, RouteEntry
 from nat.packet import ACK, PSH, SYN, Packet
 from nat.pipeline import Gateway, GatewayConfig
+from nat.rules import parse_iptables_restore
 from nat.tuple import Proto
 
 LAN_IF, WAN_IF = "lan0", "wan0"

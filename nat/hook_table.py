@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from nat.hooks import NFT_HOOK, Hook, Priority, in_hook_order
-from nat.rules import Chain, RuleError, Ruleset
+from nat.rules.ast import Chain, RuleError, Ruleset
 
 
 class Kind(enum.Enum):

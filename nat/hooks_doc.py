@@ -16,11 +16,11 @@ from ipaddress import IPv4Address, IPv4Interface
 from nat.checksum import with_fresh_checksums
 from nat.hook_table import Kind, Registration, fixed_registrations, priority_text
 from nat.hooks import Hook, in_hook_order
-from nat.iptables_syntax import parse_iptables_restore
 from nat.journey import Journey
 from nat.netdev import Device, NetView
 from nat.packet import IPv4Header, Packet, UdpHeader
 from nat.pipeline import Gateway, GatewayConfig
+from nat.rules import parse_iptables_restore
 from nat.tuple import Proto
 
 # Seed 001 as the model sees it: the home gateway, one DNAT rule, one datagram and its answer.

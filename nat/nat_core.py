@@ -37,7 +37,7 @@ from nat.conntrack import KeyField
 from nat.jhash import pick_ip
 from nat.maniptype import ManipType
 from nat.profile import KernelProfile
-from nat.rules import NatFlag, NatRange
+from nat.rules.ast import NatFlag, NatRange
 from nat.status import Status, TcpState
 from nat.tuple import Direction, NotInvertible, Proto, Tuple, invert
 
@@ -60,7 +60,7 @@ _PORT_PROTOS = frozenset({Proto.TCP, Proto.UDP, 132, 33, 136})  # TCP UDP SCTP D
 
 
 class NatRangeLike(Protocol):
-    """What the NAT core reads from a range (struct nf_nat_range2): nat.rules.NatRange, or
+    """What the NAT core reads from a range (struct nf_nat_range2): nat.rules.ast.NatRange, or
     anything with the same fields."""
 
     @property

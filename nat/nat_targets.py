@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from nat.hooks import Hook
 from nat.maniptype import ManipType
 from nat.netdev import Device, NetView
-from nat.rules import Dnat, Masquerade, NatFlag, NatRange, Redirect, Snat
+from nat.rules.ast import Dnat, Masquerade, NatFlag, NatRange, Redirect, Snat
 
 LOOPBACK = IPv4Address("127.0.0.1")
 _HOST_SCOPE = IPv4Network("127.0.0.0/8")  # lo's addresses have host scope, never "universe"

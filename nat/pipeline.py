@@ -48,7 +48,7 @@ from nat.netdev import Device, NetView
 from nat.packet import IcmpHeader, Packet
 from nat.profile import LINUX_LATEST, KernelProfile
 from nat.rule_eval import RuleContext, evaluate
-from nat.rules import Dnat, Drop, Masquerade, Redirect, Reject, Ruleset, Snat
+from nat.rules.ast import Dnat, Drop, Masquerade, Redirect, Reject, Ruleset, Snat
 from nat.status import CtInfo, Status
 from nat.sysctl import Sysctls
 from nat.tuple import ICMP_ERROR_TYPES, Direction, Proto, Tuple, invert

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nat.packet import IcmpHeader, Packet, TcpHeader, UdpHeader
-from nat.rules import (
+from nat.rules.ast import (
     Accept,
     Chain,
     Drop,

@@ -19,16 +19,8 @@ from dataclasses import dataclass
 
 from experiments.backends import BACKEND, TRANSLATE, BackendName
 from experiments.errors import UserError
+from nat.rules.builtin_chains import chain_names
 from topologies.hostexec import CommandError, HostHandle
-
-# The built-in chains of each iptables table (net/ipv4/netfilter/iptable_*.c valid_hooks).
-BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "raw": ("PREROUTING", "OUTPUT"),
-    "security": ("INPUT", "FORWARD", "OUTPUT"),
-}
 
 # The sysctls every run records besides the ones a spec sets.
 RECORDED_SYSCTLS: tuple[str, ...] = ("net.netfilter", "net.ipv4.ip_forward")
@@ -85,7 +77,7 @@ def declare_builtin_chains(rules_text: str) -> str:
 
     def flush() -> None:
         if table is not None:
-            out.extend(f":{c} ACCEPT [0:0]" for c in BUILTIN_CHAINS.get(table, ())
+            out.extend(f":{c} ACCEPT [0:0]" for c in chain_names(table)
                        if c not in declared)
         out.extend(pending)
 
@@ -226,7 +218,7 @@ def clear_rules(host: HostHandle, backend: BackendName) -> None:
     tables = [ln[1:].strip() for ln in read_rules(host, backend).splitlines()
               if ln.startswith("*")]
     text = "".join(
-        f"*{t}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in BUILTIN_CHAINS.get(t, ())) + "COMMIT\n"
+        f"*{t}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in chain_names(t)) + "COMMIT\n"
         for t in tables)
     if text:
         command = BACKEND[backend].restore

@@ -24,11 +24,11 @@ from experiments.spec import (
 )
 from experiments.steps import listener_hosts, raw_packet, resolve_address
 from nat.entry import Entry
-from nat.iptables_syntax import parse_iptables_restore
 from nat.journey import Journey
 from nat.listing import render
 from nat.pipeline import Gateway
 from nat.profile import LINUX_LATEST, KernelProfile
+from nat.rules import parse_iptables_restore
 from topologies.description import Topology
 
 

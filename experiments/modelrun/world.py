@@ -22,7 +22,7 @@ from nat.journey import Journey
 from nat.packet import ACK, FIN, RST, SYN, IcmpHeader, Packet, TcpHeader, UdpHeader
 from nat.pipeline import Gateway
 from nat.rule_eval import RuleContext, evaluate
-from nat.rules import Drop, Reject, Ruleset
+from nat.rules.ast import Drop, Reject, Ruleset
 from topologies.description import Host, Topology
 
 PACKET_GAP = 0.0005   # model time between one packet and the next

@@ -27,8 +27,8 @@ from experiments.cli import main
 from experiments.judging.compare import Diff
 from experiments.judging.judgement import Judgement
 from experiments.records.bundle import judge
-from nat.iptables_syntax import parse_iptables_restore
 from nat.nat_core import KeyRange
+from nat.rules import parse_iptables_restore
 
 GOLDEN = Path(__file__).parents[1] / "model" / "golden"
 

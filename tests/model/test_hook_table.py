@@ -20,10 +20,8 @@ from experiments.spec import load_spec
 from nat.hook_table import ChainNotModelled, Kind, build_hook_table, fixed_registrations
 from nat.hooks import Hook, in_hook_order
 from nat.hooks_doc import SEED_NET, render_doc, seed_dance
-from nat.iptables_syntax import parse_iptables_restore
-from nat.nft_syntax import parse_nft
 from nat.pipeline import Gateway, GatewayConfig
-from nat.rules import Chain, RuleError, Ruleset
+from nat.rules import Chain, RuleError, Ruleset, parse_iptables_restore, parse_nft
 
 ROOT = Path(__file__).parents[2]
 DESKTOP, GW_WAN, GW_LAN, LAPTOP = (IPv4Address(a) for a in (

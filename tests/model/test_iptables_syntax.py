@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nat.hooks import Hook
-from nat.iptables_syntax import parse_iptables_restore
-from nat.rules import (
+from nat.rules import parse_iptables_restore
+from nat.rules.ast import (
     SYN_ONLY,
     Accept,
     Chain,

@@ -31,7 +31,7 @@ from nat.nat_core import (
     port_class,
 )
 from nat.profile import LINUX_6_1, LINUX_6_12, LINUX_LATEST, KernelProfile
-from nat.rules import NatRange
+from nat.rules.ast import NatRange
 from nat.status import Status, TcpState
 from nat.tuple import Direction, Proto, Tuple, invert
 

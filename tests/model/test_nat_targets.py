@@ -15,7 +15,7 @@ from nat.nat_targets import (
     snat_range,
 )
 from nat.netdev import Device, NetView
-from nat.rules import Dnat, Masquerade, NatFlag, NatRange, Redirect, Snat
+from nat.rules.ast import Dnat, Masquerade, NatFlag, NatRange, Redirect, Snat
 
 A = IPv4Address
 I = IPv4Interface  # noqa: E741

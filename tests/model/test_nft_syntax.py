@@ -12,9 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nat.hooks import Hook
-from nat.iptables_syntax import parse_iptables_restore
-from nat.nft_syntax import parse_nft
-from nat.rules import (
+from nat.rules import parse_iptables_restore, parse_nft
+from nat.rules.ast import (
     Accept,
     Dnat,
     Drop,

@@ -18,7 +18,7 @@ from nat.conntrack import Table
 from nat.maniptype import ManipType
 from nat.nat_core import MAP_IPS, PROTO_SPECIFIED, IndexedTupleSpace, get_unique_tuple
 from nat.profile import LINUX_6_1, LINUX_LATEST
-from nat.rules import NatRange
+from nat.rules.ast import NatRange
 from nat.status import Status
 from nat.tuple import Direction, Proto, Tuple, invert
 

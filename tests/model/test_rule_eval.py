@@ -11,11 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nat.hooks import Hook
-from nat.iptables_syntax import parse_iptables_restore
-from nat.nft_syntax import parse_nft
 from nat.packet import ACK, SYN, IcmpHeader, IPv4Header, Packet, TcpHeader, UdpHeader
 from nat.rule_eval import EvalError, RuleContext, RuleOutcome, evaluate, matches
-from nat.rules import (
+from nat.rules import parse_iptables_restore, parse_nft
+from nat.rules.ast import (
     Accept,
     Chain,
     Dnat,

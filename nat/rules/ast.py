@@ -1,6 +1,6 @@
 """The rules a gateway is given, as one syntax-free tree (an AST shared by iptables and nft).
 
-`nat/iptables_syntax.py` (iptables-restore text) and `nat/nft_syntax.py` (nft text) both build
+`nat/rules/iptables.py` (iptables-restore text) and `nat/rules/nft.py` (nft text) both build
 these values, so the same rule written either way is the same `Rule` (apart from `source` and
 `lineno`), and `nat/rule_eval.py` walks them the way ipt_do_table (net/ipv4/netfilter/
 ip_tables.c) and nft_do_chain (net/netfilter/nf_tables_core.c) walk theirs.
@@ -69,9 +69,6 @@ class NatFlag(enum.IntFlag):
     PROTO_RANDOM_FULLY = 16
     PROTO_OFFSET = 32
     NETMAP = 64
-
-
-PROTO_RANDOM_ALL = NatFlag.PROTO_RANDOM | NatFlag.PROTO_RANDOM_FULLY
 
 
 @dataclass(frozen=True)
@@ -230,15 +227,6 @@ PROTO_NUMBERS: dict[str, int] = {
 }
 PROTO_NAMES: dict[int, str] = {v: k for k, v in PROTO_NUMBERS.items()}
 
-# ICMP type names (iptables --icmp-type and nft `icmp type` agree on these spellings).
-ICMP_TYPE_NUMBERS: dict[str, int] = {
-    "echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5,
-    "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10,
-    "time-exceeded": 11, "parameter-problem": 12, "timestamp-request": 13,
-    "timestamp-reply": 14, "info-request": 15, "info-reply": 16,
-    "address-mask-request": 17, "address-mask-reply": 18,
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Targets (iptables) / verdicts and statements (nft).
@@ -342,15 +330,6 @@ Target = Accept | Drop | Reject | Return | Jump | Goto | Snat | Dnat | Masquerad
 NatTarget = Snat | Dnat | Masquerade | Redirect
 NAT_TARGETS = (Snat, Dnat, Masquerade, Redirect)
 
-# Where each NAT target may sit (the kernel's hook masks: xt_nat.c, nf_nat_masquerade /
-# xt_MASQUERADE.c, xt_REDIRECT.c, nft_nat/nft_masq/nft_redir validate()).
-NAT_TARGET_HOOKS: dict[type, frozenset[Hook]] = {
-    Snat: frozenset({Hook.POST_ROUTING, Hook.LOCAL_IN}),
-    Masquerade: frozenset({Hook.POST_ROUTING}),
-    Dnat: frozenset({Hook.PRE_ROUTING, Hook.LOCAL_OUT}),
-    Redirect: frozenset({Hook.PRE_ROUTING, Hook.LOCAL_OUT}),
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Rules, chains, rulesets.
@@ -427,47 +406,3 @@ class Ruleset:
     def rules(self) -> tuple[Rule, ...]:
         """Every rule of every chain, in chain order."""
         return tuple(r for c in self.chains for r in c.rules)
-
-
-def reaching_base_chains(chains: tuple[Chain, ...] | list[Chain]) -> dict[str, tuple[Chain, ...]]:
-    """For the chains of ONE table: the base chains from which each chain is reached
-    (itself included for a base chain), following jump/goto.
-
-    The kernel validates every rule against the base chains that reach it (the hook masks of
-    targets; nft's chain-type dependency of NAT statements), and refuses a table in which a
-    chain reachable from a base chain jumps back into its own call path (ELOOP:
-    mark_source_chains() in ip_tables.c; nf_tables_check_loops() in nf_tables_api.c): that is
-    a RuleSyntaxError naming the rule that closes the loop. Loops among chains no base chain
-    reaches are allowed, as in the kernel. Jumps to unknown chains are skipped here (the
-    parsers refuse them first).
-    """
-    by_name = {c.name: c for c in chains}
-    reach: dict[str, list[Chain]] = {c.name: [] for c in chains}
-    done: set[str] = set()
-
-    def visit(chain: Chain, path: tuple[str, ...]) -> None:
-        """Depth-first walk; a jump back onto the current path is a loop."""
-        for rule in chain.rules:
-            if not isinstance(rule.target, Jump | Goto) or rule.target.chain not in by_name:
-                continue
-            name = rule.target.chain
-            if name in path or name == chain.name:
-                raise RuleSyntaxError(rule.lineno, f"jump loop through chain {name!r} "
-                                      "(the kernel refuses it: ELOOP)", rule.source)
-            if name not in done:
-                visit(by_name[name], path + (chain.name,))
-        done.add(chain.name)
-
-    for base in chains:
-        if base.hook is None:
-            continue
-        visit(base, ())
-        todo = [base.name]
-        while todo:
-            name = todo.pop()
-            if any(b is base for b in reach[name]):
-                continue
-            reach[name].append(base)
-            todo += [r.target.chain for r in by_name[name].rules
-                     if isinstance(r.target, Jump | Goto) and r.target.chain in by_name]
-    return {name: tuple(bases) for name, bases in reach.items()}

@@ -1,0 +1,26 @@
+"""The gateway's rules: one syntax-free AST, and the two readers that build it.
+
+- `ast`: the frozen tree (Ruleset, Chain, Rule, Match, targets, NAT ranges) and the two
+  rule errors;
+- `iptables` (file structure), `iptables_rule` (one rule's options), `xtables_names`
+  (extension names and option tables): iptables-restore text;
+- `nft` (scanner and structure), `nft_rule` (one rule's statements): nft text;
+- shared by both: `cursor` (the token walk and per-line errors), `common` (ports, addresses,
+  NAT ranges, protocol and flag names), `checks` (the kernel's table-wide checks),
+  `builtin_chains` (the xtables built-in chains per table, with hooks and priorities).
+
+The names most callers need are re-exported here.
+"""
+
+from nat.rules.ast import RuleError, Ruleset, RuleSyntaxError, UnsupportedRule
+from nat.rules.iptables import parse_iptables_restore
+from nat.rules.nft import parse_nft
+
+__all__ = [
+    "RuleError",
+    "RuleSyntaxError",
+    "Ruleset",
+    "UnsupportedRule",
+    "parse_iptables_restore",
+    "parse_nft",
+]
