@@ -38,7 +38,7 @@ from nat.proto_tcp import tcp_error, tcp_new, tcp_packet
 from nat.proto_udp import udp_error, udp_packet
 from nat.status import CtInfo, Status
 from nat.sysctl import Sysctls
-from nat.tuple import Direction, NotInvertible, Proto, invert
+from nat.tuple import ICMPV6, Direction, NotInvertible, Proto, invert
 
 Verdict = Literal["ACCEPT", "DROP"]
 
@@ -179,6 +179,12 @@ def _handle_packet(conn: Conn, pkt: Packet, hook: Hook, direction: Direction, ct
         return udp_packet(conn, pkt, direction, ctinfo, now, sysctls)
     if proto == Proto.ICMP:
         return icmp_packet(conn, pkt, direction, ctinfo, now, sysctls)
+    if proto == ICMPV6:
+        # nf_conntrack_icmpv6_packet() answers -NF_ACCEPT when the hook's family is not IPv6:
+        # the new entry is dropped, the packet goes on INVALID (untracked, so never NATed).
+        return TrackResult(conn, "INVALID",
+                           ("protocol 58 (ICMPv6) in an IPv4 packet: the ICMPv6 tracker "
+                            "tracks IPv6 only",))
     return generic_packet(conn, pkt, direction, ctinfo, now, sysctls)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 
 from nat.packet import IcmpHeader, MalformedPacket, Packet, parse
-from nat.tuple import ICMP_ERROR_TYPES, Proto, Tuple
+from nat.tuple import ICMP_ERROR_TYPES, ICMPV6, Proto, Tuple
 
 NR_ICMP_TYPES = 18
 """The highest ICMP type conntrack knows; anything above is invalid (icmp_error)."""
@@ -26,8 +26,11 @@ def get_tuple(pkt: Packet) -> Tuple | None:
     None for a non-first fragment (ipv4_get_l4proto refuses them; conntrack defragments, so
     only quoted packets inside ICMP errors can be fragments), for TCP/UDP with fewer than the
     4 bytes holding the ports (nf_ct_get_tuple_ports), and for ICMP with fewer than the 8
-    bytes of struct icmphdr (icmp_pkt_to_tuple). Any other protocol is tracked by addresses
-    only ("generic"), with both keys 0.
+    bytes of struct icmphdr (icmp_pkt_to_tuple), and for protocol 58 (ICMPv6) with fewer than
+    the 8 bytes of struct icmp6hdr (icmpv6_pkt_to_tuple: nf_ct_get_tuple picks it by the
+    number alone, also inside IPv4). Any other protocol is tracked by addresses only
+    ("generic"), with both keys 0. A protocol-58 tuple keeps keys 0 too: it never reaches the
+    table, since the ICMPv6 tracker refuses IPv4 packets (nat.core).
     """
     ip = pkt.ip
     if ip.frag & 0x1FFF:
@@ -43,6 +46,8 @@ def get_tuple(pkt: Packet) -> Tuple | None:
             return None
         type_, code, _csum, id_ = struct.unpack_from("!BBHH", data)
         return Tuple.icmp(ip.src, ip.dst, type_, code, id_)
+    if ip.proto == ICMPV6 and len(data) < 8:
+        return None
     return Tuple(ip.proto, ip.src, ip.dst)
 
 

@@ -15,7 +15,8 @@ where <l4> is `sport= dport=` (tcp, udp, udplite, sctp, dccp), `type= code= id=`
 `srckey=0x.. dstkey=0x..` (gre), or nothing. Counters, secmark, secctx, delta-time, timestamps,
 helper and labels are accepted and dropped: `Entry` does not carry them. Offloaded entries
 have no timeout and no TCP state. IPv4 only: IPv6 lines are refused (and skipped by
-`parse_listing`, since a plain `conntrack -L` lists both families).
+`parse_listing`, since a plain `conntrack -L` lists both families), and so is an `icmpv6 58`
+line with IPv4 addresses: the kernel never tracks an IPv4 packet of protocol 58 (nat.core).
 """
 
 from __future__ import annotations
@@ -277,7 +278,8 @@ def _parse(line: str, *, pattern: bool) -> EntryPattern:
             w.i -= 1
             raise w.error(f"protocol {proto} is printed as {l4_name(proto)!r}, not {name!r}")
     if proto == 58:
-        raise w.error("IPv6 entries are not modelled (natlab is IPv4 only)")
+        raise w.error("protocol 58 (icmpv6) is tracked for IPv6 only: the kernel lists no IPv4 "
+                      "entry with it, and natlab is IPv4 only")
     timeout = w.number(w.take(), "timeout", 1 << 32) if w.is_int() else None
     state: TcpState | None = None
     word = w.peek()

@@ -25,6 +25,12 @@ class Proto(enum.IntEnum):
     UDP = 17
 
 
+ICMPV6 = 58
+"""IPPROTO_ICMPV6. The kernel picks its ICMPv6 tracker by this number alone, also for an IPv4
+packet (nf_ct_l4proto_find), and that tracker refuses IPv4 packets: an IPv4 packet with
+protocol 58 is never tracked (see nat.core)."""
+
+
 class Direction(enum.IntEnum):
     """IP_CT_DIR_ORIGINAL / IP_CT_DIR_REPLY."""
 
