@@ -42,7 +42,7 @@ from nat.hooks import Hook, Priority
 from nat.journey import Journey, Step
 from nat.manip import ManipError, icmp_reply_translation, manip_pkt
 from nat.maniptype import ManipType
-from nat.nat_core import nf_nat_setup_info, null_binding
+from nat.nat_setup import nf_nat_setup_info, null_binding
 from nat.nat_targets import masquerade_range, redirect_range
 from nat.netdev import Device, NetView
 from nat.packet import IcmpHeader, Packet

@@ -25,11 +25,9 @@ from nat.nat_core import (
     PROTO_RANDOM,
     PROTO_RANDOM_FULLY,
     PROTO_SPECIFIED,
-    get_unique_tuple,
-    nf_nat_setup_info,
-    null_binding,
     port_class,
 )
+from nat.nat_setup import get_unique_tuple, nf_nat_setup_info, null_binding
 from nat.profile import LINUX_6_1, LINUX_6_12, LINUX_LATEST, KernelProfile
 from nat.rules.ast import NatRange
 from nat.status import Status, TcpState

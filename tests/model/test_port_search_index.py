@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from nat.conn import Conn
 from nat.conntrack import Table
 from nat.maniptype import ManipType
-from nat.nat_core import MAP_IPS, PROTO_SPECIFIED, IndexedTupleSpace, get_unique_tuple
+from nat.nat_core import MAP_IPS, PROTO_SPECIFIED, IndexedTupleSpace
+from nat.nat_setup import get_unique_tuple
 from nat.profile import LINUX_6_1, LINUX_LATEST
 from nat.rules.ast import NatRange
 from nat.status import Status
