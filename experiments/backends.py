@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from nat.rules import Ruleset, parse_iptables_restore, parse_nft
+from nat.rules.ast import Ruleset
+from nat.rules.iptables import parse_iptables_restore
+from nat.rules.nft import parse_nft
 
 BackendName = Literal["iptables", "iptables-legacy", "nft"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)

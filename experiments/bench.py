@@ -51,7 +51,7 @@ from nat.listing import parse_listing, render
 from nat.netdev import Device, NetView, RouteEntry
 from nat.packet import ACK, PSH, SYN, Packet
 from nat.pipeline import Gateway, GatewayConfig
-from nat.rules import parse_iptables_restore
+from nat.rules.iptables import parse_iptables_restore
 from nat.tuple import Proto
 
 LAN_IF, WAN_IF = "lan0", "wan0"

@@ -16,7 +16,7 @@ from experiments.spec import Spec, SpecError
 from nat.netdev import Device, NetView, RouteEntry
 from nat.pipeline import GatewayConfig
 from nat.profile import LINUX_LATEST, KernelProfile, profile_for_release
-from nat.rules import RuleError, Ruleset
+from nat.rules.ast import RuleError, Ruleset
 from nat.sysctl import Sysctls
 from topologies.description import Topology
 from topologies.ifindex import interface_indexes

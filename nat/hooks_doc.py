@@ -20,7 +20,7 @@ from nat.journey import Journey
 from nat.netdev import Device, NetView
 from nat.packet import IPv4Header, Packet, UdpHeader
 from nat.pipeline import Gateway, GatewayConfig
-from nat.rules import parse_iptables_restore
+from nat.rules.iptables import parse_iptables_restore
 from nat.tuple import Proto
 
 # Seed 001 as the model sees it: the home gateway, one DNAT rule, one datagram and its answer.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from nat.entry import Entry
 from nat.hook_table import Registration
 from nat.hooks import Hook, Priority
+from nat.listing import render as render_entry
 from nat.packet import Packet
 
 
@@ -58,8 +59,6 @@ class Journey:
     passed: tuple[Registration, ...] = ()
 
     def render(self) -> str:
-        from nat.listing import render as render_entry
-
         origin = f"in {self.in_iface}" if self.in_iface else "sent by the gateway"
         lines = [f"t={self.time:.3f} {origin}: {self.packet_in.summary()}"]
         lines += [s.render() for s in self.steps]

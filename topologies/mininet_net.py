@@ -37,6 +37,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from mininet.cli import CLI
 from mininet.link import Link
 from mininet.net import Mininet
 
@@ -179,8 +180,6 @@ class Network:
         """Mininet's own interactive CLI on this network. Hosts answer to their topology
         names (`gateway conntrack -L`, `laptop ping -c1 203.0.113.10`) as well as to their
         run-scoped node names."""
-        from mininet.cli import CLI
-
         net = self._mininet
         if net is None:
             raise RuntimeError(f"{self} is not running")

@@ -28,7 +28,7 @@ from nat.journey import Journey
 from nat.listing import render
 from nat.pipeline import Gateway
 from nat.profile import LINUX_LATEST, KernelProfile
-from nat.rules import parse_iptables_restore
+from nat.rules.iptables import parse_iptables_restore
 from topologies.description import Topology
 
 

@@ -9,18 +9,7 @@
   NAT ranges, protocol and flag names), `checks` (the kernel's table-wide checks),
   `builtin_chains` (the xtables built-in chains per table, with hooks and priorities).
 
-The names most callers need are re-exported here.
+Callers import from the module that holds a name (`nat.rules.ast`, `nat.rules.iptables`,
+`nat.rules.nft`): the package itself loads nothing, so `nat.hook_table` (which the nft reader
+uses to refuse chains it cannot place) can import the AST without a cycle.
 """
-
-from nat.rules.ast import RuleError, Ruleset, RuleSyntaxError, UnsupportedRule
-from nat.rules.iptables import parse_iptables_restore
-from nat.rules.nft import parse_nft
-
-__all__ = [
-    "RuleError",
-    "RuleSyntaxError",
-    "Ruleset",
-    "UnsupportedRule",
-    "parse_iptables_restore",
-    "parse_nft",
-]

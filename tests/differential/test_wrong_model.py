@@ -28,7 +28,7 @@ from experiments.judging.compare import Diff
 from experiments.judging.judgement import Judgement
 from experiments.records.bundle import judge
 from nat.nat_core import KeyRange
-from nat.rules import parse_iptables_restore
+from nat.rules.iptables import parse_iptables_restore
 
 GOLDEN = Path(__file__).parents[1] / "model" / "golden"
 

@@ -20,7 +20,7 @@ import rules_fixtures as fx  # noqa: E402
 from test_iptables_syntax import BAD as IPT_BAD  # noqa: E402
 from test_nft_syntax import BAD as NFT_BAD  # noqa: E402
 
-from nat.rules import RuleSyntaxError  # noqa: E402
+from nat.rules.ast import RuleSyntaxError  # noqa: E402
 
 
 def load(argv: list[str], text: str) -> subprocess.CompletedProcess[str]:

@@ -21,8 +21,9 @@ from nat.hook_table import ChainNotModelled, Kind, build_hook_table, fixed_regis
 from nat.hooks import Hook, in_hook_order
 from nat.hooks_doc import SEED_NET, render_doc, seed_dance
 from nat.pipeline import Gateway, GatewayConfig
-from nat.rules import RuleError, Ruleset, parse_iptables_restore, parse_nft
-from nat.rules.ast import Chain
+from nat.rules.ast import Chain, RuleError, Ruleset
+from nat.rules.iptables import parse_iptables_restore
+from nat.rules.nft import parse_nft
 
 ROOT = Path(__file__).parents[2]
 DESKTOP, GW_WAN, GW_LAN, LAPTOP = (IPv4Address(a) for a in (

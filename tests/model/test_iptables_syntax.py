@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nat.hooks import Hook
-from nat.rules import parse_iptables_restore
 from nat.rules.ast import (
     SYN_ONLY,
     Accept,
@@ -36,6 +35,7 @@ from nat.rules.ast import (
     TcpFlagsMatch,
     UnsupportedRule,
 )
+from nat.rules.iptables import parse_iptables_restore
 
 A = IPv4Address
 N = IPv4Network

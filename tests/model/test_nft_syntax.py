@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nat.hooks import Hook
-from nat.rules import parse_iptables_restore, parse_nft
 from nat.rules.ast import (
     Accept,
     Dnat,
@@ -33,6 +32,8 @@ from nat.rules.ast import (
     TcpFlagsMatch,
     UnsupportedRule,
 )
+from nat.rules.iptables import parse_iptables_restore
+from nat.rules.nft import parse_nft
 
 A = IPv4Address
 N = IPv4Network

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from nat.hooks import Hook
 from nat.packet import ACK, SYN, IcmpHeader, IPv4Header, Packet, TcpHeader, UdpHeader
 from nat.rule_eval import EvalError, RuleContext, RuleOutcome, evaluate, matches
-from nat.rules import parse_iptables_restore, parse_nft
 from nat.rules.ast import (
     Accept,
     Chain,
@@ -33,6 +32,8 @@ from nat.rules.ast import (
     Ruleset,
     Snat,
 )
+from nat.rules.iptables import parse_iptables_restore
+from nat.rules.nft import parse_nft
 
 A = IPv4Address
 

@@ -79,3 +79,28 @@ def test_rootless_commands_load_no_kernel_side() -> None:
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def _modules(package: str) -> list[str]:
+    return sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                  for p in (ROOT / package).rglob("*.py"))
+
+
+def test_every_model_module_imports_first() -> None:
+    """Each module of the model imported first, in a fresh interpreter: an import cycle (which
+    depends on who is imported first) shows up here rather than in a user's command."""
+    code = ("import importlib, os, sys\n"
+            "for name in sys.argv[1:]:\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        try:\n"
+            "            importlib.import_module(name)\n"
+            "        except Exception as e:\n"
+            "            print(name, type(e).__name__, e)\n"
+            "            os._exit(1)\n"
+            "        os._exit(0)\n"
+            "    os.waitpid(pid, 0)\n")
+    modules = _modules("nat") + _modules("experiments")
+    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
