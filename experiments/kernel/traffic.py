@@ -7,8 +7,8 @@ the replies or the datagrams arrived, both TCP ends reported the close, the echo
 ICMP errors came back. No step sleeps to synchronise; a deadline that passes is an outcome
 (the gateway dropped the traffic), recorded in the step's result, not an error.
 
-Which hosts listen for a step is decided exactly as the model's stand-in world decides it
-(`experiments.modelrun.run.listener_hosts`), so kernel and model see the same servers.
+Which hosts listen, and every address and byte, come resolved in the spec's plan
+(`experiments.plan`), the one the model's stand-in world consumes too.
 What each host received comes back as `experiments.modelrun.world.Received`, the model's own type.
 """
 
@@ -25,13 +25,11 @@ from ipaddress import IPv4Address
 from typing import IO, Any
 
 from experiments.observed import Received
-from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
-from experiments.steps import listener_hosts, raw_packet, resolve_address
+from experiments.plan import PING_PAYLOAD, Checkpoint, Ping, RawPacket, Sleep, TcpFlow, UdpFlow
 from topologies.description import Topology
 from topologies.hostexec import HostHandle
 
 AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.kernel.agent")
-PING_PAYLOAD = bytes(range(56))   # what `ping` sends, and what the model's world sends
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 
 Event = dict[str, Any]
@@ -345,7 +343,7 @@ class Traffic:
                           f"received {done['received']} bytes, left open")
 
     def ping(self, index: int, sender: str, dst: IPv4Address, ident: int, *, count: int = 1,
-             interval: float = 0.2) -> StepResult:
+             interval: float = 0.2, payload: bytes = PING_PAYLOAD) -> StepResult:
         """Echo requests with identifier `ident`, seq 1..count; done when as many echo
         replies or ICMP errors came back."""
         start = self._now()
@@ -354,7 +352,7 @@ class Traffic:
             if seq > 1 and interval > 0:
                 time.sleep(interval)   # the spec's pacing, not a synchronisation
             ev = self.command(sender, "icmp_echo", dst=str(dst), ident=ident, seq=seq,
-                              payload=PING_PAYLOAD.hex())
+                              payload=payload.hex())
             if ev["event"] == "error":
                 return StepResult(index, "ping", start, self._now(), False,
                                   f"send failed: {ev.get('errno')} {ev.get('message')}")
@@ -388,37 +386,37 @@ class Traffic:
         time.sleep(seconds)
         return StepResult(index, "sleep", start, self._now(), True, f"{seconds} s")
 
-    def run_step(self, index: int, step: object,
-                 raw_seen: Callable[[bytes], bool] | None = None) -> StepResult:
-        """Run one spec step (checkpoints are the caller's: they read the gateway's table)."""
-        topo = self.topology
-        if isinstance(step, UdpStep):
-            listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
-                if step.listen else []
-            return self.udp(index, step.from_, resolve_address(topo, step.to), step.sport,
-                            step.dport, step.payload.encode(), count=step.count,
-                            interval=step.interval,
-                            reply=None if step.reply is None else step.reply.encode(),
-                            listeners=listeners, listen_port=step.listen_port)
-        if isinstance(step, TcpStep):
-            listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
-                if step.listen else []
-            return self.tcp(index, step.from_, resolve_address(topo, step.to), step.sport,
-                            step.dport, send=step.send.encode(), reply=step.reply.encode(),
-                            close=step.close, listeners=listeners,
-                            listen_port=step.listen_port)
-        if isinstance(step, PingStep):
-            return self.ping(index, step.from_, resolve_address(topo, step.to), step.id,
-                             count=step.count, interval=step.interval)
-        if isinstance(step, RawStep):
-            data = raw_packet(topo, step).to_bytes()
-            return self.raw(index, step.from_, data,
-                            None if raw_seen is None else (lambda: raw_seen(data)))
-        if isinstance(step, SleepStep):
-            return self.sleep(index, step.seconds)
-        action = getattr(step, "action", type(step).__name__)
-        now = self._now()
-        return StepResult(index, str(action), now, now, True, "nothing to send")
+    def run_step(self, index: int, action: object,
+                 raw_seen: Callable[[bytes], bool] | None = None,
+                 checkpoint: Callable[[int, str], StepResult] | None = None) -> StepResult:
+        """Run one action of the spec's plan. A checkpoint is `checkpoint`'s (it reads the
+        gateway's table, which the agents cannot); without one, it has nothing to send."""
+        match action:
+            case UdpFlow():
+                return self.udp(index, action.sender, action.dst, action.sport, action.dport,
+                                action.payload, count=action.count, interval=action.interval,
+                                reply=action.reply, listeners=action.listeners,
+                                listen_port=action.listen_port)
+            case TcpFlow():
+                return self.tcp(index, action.sender, action.dst, action.sport, action.dport,
+                                send=action.send, reply=action.reply or b"",
+                                close=action.close, listeners=action.listeners,
+                                listen_port=action.listen_port)
+            case Ping():
+                return self.ping(index, action.sender, action.dst, action.ident,
+                                 count=action.count, interval=action.interval,
+                                 payload=action.payload)
+            case RawPacket(data=data):
+                return self.raw(index, action.sender, data,
+                                None if raw_seen is None else (lambda: raw_seen(data)))
+            case Sleep(seconds=seconds):
+                return self.sleep(index, seconds)
+            case Checkpoint(name=name) if checkpoint is not None:
+                return checkpoint(index, name)
+            case _:
+                now = self._now()
+                return StepResult(index, str(getattr(action, "action", type(action).__name__)),
+                                  now, now, True, "nothing to send")
 
     @staticmethod
     def _check(ev: Event, host: str) -> None:
