@@ -16,12 +16,12 @@ from ipaddress import IPv4Address
 from typing import ClassVar, Literal
 
 from experiments import craft
-from experiments.spec import (
+from experiments.spec import Spec
+from experiments.spec_model import (
     CheckpointStep,
     PingStep,
     RawStep,
     SleepStep,
-    Spec,
     Step,
     TcpStep,
     UdpStep,
