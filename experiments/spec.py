@@ -6,8 +6,8 @@ in docs/spec-format.md; this module is its only reader.
 
 Validation happens in three layers, and each error names exactly one field:
 1. TOML syntax (tomllib), reported with line and column;
-2. shape and types (pydantic 2 models, extra keys forbidden, no silent coercion: "80" is not
-   a port and 1 is not `true`);
+2. shape and types (the pydantic 2 models of `experiments.spec_model`, extra keys forbidden,
+   no silent coercion: "80" is not a port and 1 is not `true`);
 3. meaning: every host a step names exists in the topology, `to` is an IPv4 address or a
    host name, checkpoint names are unique, sysctl names look like `net.…`, and so on.
 
@@ -31,15 +31,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from experiments.backends import BACKENDS, BackendName
 from experiments.errors import UserError
+from experiments.spec_model import (
+    MAX_SLEEP,
+    STEP_KINDS,
+    CheckpointStep,
+    Expect,
+    PingStep,
+    RawStep,
+    Received,
+    SleepStep,
+    SpecFile,
+    Step,
+    TcpStep,
+    UdpStep,
+)
 from topologies.description import Topology
 from topologies.inline import TopologyError, topology_from_mapping
 from topologies.presets import PRESETS, preset
+
+__all__ = [
+    "MAX_SLEEP", "STEP_KINDS", "CheckpointStep", "Expect", "PingStep", "RawStep", "Received",
+    "SleepStep", "Spec", "SpecError", "Step", "TcpStep", "UdpStep", "conntrack_line_problem",
+    "load_spec", "spec_from_mapping", "spec_hash", "spec_to_mapping", "toml_key",
+]
 
 SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 CHECKPOINT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -47,7 +67,6 @@ SYSCTL_NAME_RE = re.compile(r"net(\.[A-Za-z0-9_+-]+)+")
 TCP_FLAG_LETTERS = "FSRPAUEC"
 # Not writable inside a network namespace (machine notes): the run would fail half-way.
 READ_ONLY_SYSCTLS = frozenset({"net.netfilter.nf_conntrack_max", "net.nf_conntrack_max"})
-MAX_SLEEP = 3600.0
 
 
 class SpecError(UserError):
@@ -61,167 +80,7 @@ class SpecError(UserError):
         super().__init__(f"{where}: {self.message}")
 
 
-# --- the models (shape and types) -------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    """Frozen, no unknown keys, no type coercion."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, validate_by_name=True, validate_by_alias=True
-    )
-
-
-Port = typing.Annotated[int, Field(ge=1, le=65535)]
-AnyPort = typing.Annotated[int, Field(ge=0, le=65535)]
-U8 = typing.Annotated[int, Field(ge=0, le=255)]
-U16 = typing.Annotated[int, Field(ge=0, le=65535)]
-U32 = typing.Annotated[int, Field(ge=0, le=2**32 - 1)]
-
-
-class UdpStep(_Model):
-    """Send UDP datagrams from `from_` (TOML `from`) to `to`; `reply` makes the receiver
-    answer each one, to the source address and port it saw."""
-
-    action: Literal["udp"] = "udp"
-    from_: str = Field(validation_alias="from", serialization_alias="from")
-    to: str
-    sport: Port
-    dport: Port
-    payload: str = ""
-    count: int = Field(default=1, ge=1, le=100_000)
-    interval: float = Field(default=0.0, ge=0, le=60)
-    reply: str | None = None
-    listen: bool = True
-    server: str | None = None
-    server_port: Port | None = None
-
-    @property
-    def listen_port(self) -> int:
-        """Where the server listens: `server_port` (a port forward that changes the port) or
-        the destination port."""
-        return self.server_port if self.server_port is not None else self.dport
-
-
-class TcpStep(_Model):
-    """One TCP connection from `from_`:`sport` to `to`:`dport`: connect, send, read the
-    reply, close (the client closes, with FIN or RST, or leaves it open)."""
-
-    action: Literal["tcp"] = "tcp"
-    from_: str = Field(validation_alias="from", serialization_alias="from")
-    to: str
-    sport: Port
-    dport: Port
-    send: str = ""
-    reply: str = ""
-    close: Literal["fin", "rst", "none"] = "fin"
-    listen: bool = True
-    server: str | None = None
-    server_port: Port | None = None
-
-    @property
-    def listen_port(self) -> int:
-        """Where the server listens: `server_port` (a port forward that changes the port) or
-        the destination port."""
-        return self.server_port if self.server_port is not None else self.dport
-
-
-class PingStep(_Model):
-    """ICMP echo requests with identifier `id`, sequence numbers 1..count."""
-
-    action: Literal["ping"] = "ping"
-    from_: str = Field(validation_alias="from", serialization_alias="from")
-    to: str
-    id: U16
-    count: int = Field(default=1, ge=1, le=10_000)
-    interval: float = Field(default=0.2, ge=0, le=60)
-
-
-class RawStep(_Model):
-    """One crafted IPv4 packet: the whole packet in `hex`, or built from the other fields."""
-
-    action: Literal["raw"] = "raw"
-    from_: str = Field(validation_alias="from", serialization_alias="from")
-    hex: str | None = None
-    proto: str | int | None = None
-    src: str | None = None
-    dst: str | None = None
-    sport: AnyPort | None = None
-    dport: AnyPort | None = None
-    flags: str | None = None
-    seq: U32 | None = None
-    ack: U32 | None = None
-    window: U16 | None = None
-    icmp_type: U8 | None = None
-    icmp_code: U8 | None = None
-    id: U16 | None = None
-    ttl: U8 | None = None
-    payload: str | None = None
-
-
-class SleepStep(_Model):
-    """Let time pass (timeouts, UDP becoming a stream)."""
-
-    action: Literal["sleep"] = "sleep"
-    seconds: float = Field(gt=0, le=MAX_SLEEP)
-
-
-class CheckpointStep(_Model):
-    """Snapshot the gateway's conntrack table here, under `name`."""
-
-    action: Literal["checkpoint"] = "checkpoint"
-    name: str
-
-
-Step = UdpStep | TcpStep | PingStep | RawStep | SleepStep | CheckpointStep
-STEP_KINDS: dict[str, type[_Model]] = {
-    "udp": UdpStep,
-    "tcp": TcpStep,
-    "ping": PingStep,
-    "raw": RawStep,
-    "sleep": SleepStep,
-    "checkpoint": CheckpointStep,
-}
-
-
-class Received(_Model):
-    """Something a host is expected to have received (None = any value)."""
-
-    host: str
-    proto: Literal["udp", "tcp", "icmp"]
-    src: str | None = None
-    dst: str | None = None
-    sport: Port | None = None
-    dport: Port | None = None
-    payload: str | None = None
-
-
-class Expect(_Model):
-    """What should be seen at the end: conntrack lines (in `conntrack -L` syntax; timeout,
-    mark and use may be left out) and what the hosts received."""
-
-    conntrack: tuple[str, ...] = Field(default=(), strict=False)
-    received: tuple[Received, ...] = Field(default=(), strict=False)
-
-
-class _SpecFile(_Model):
-    """The top level of a spec file, before the topology and the steps are resolved."""
-
-    name: str | None = None
-    description: str = ""
-    topology: Any = None
-    backend: BackendName = "iptables"
-    backends: tuple[BackendName, ...] = Field(default=BACKENDS, strict=False, min_length=1)
-    rules: str = ""
-    nft: str | None = None
-    sysctls: dict[str, Any] = Field(default_factory=dict)
-    host_rules: dict[str, str] = Field(default_factory=dict)
-    steps: Any = None
-    expect: Expect | None = None
-    xfail: str | None = None
-
-
-# --- the result --------------------------------------------------------------------------------
+# --- the models (s------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -296,9 +155,9 @@ def spec_from_mapping(
     """Validate a spec already parsed from TOML (or made by `spec_to_mapping`)."""
     path = Path(path)
     try:
-        top = _SpecFile.model_validate(dict(data))
+        top = SpecFile.model_validate(dict(data))
     except ValidationError as e:
-        raise _pydantic_error(path, e, _SpecFile, ()) from None
+        raise _pydantic_error(path, e, SpecFile, ()) from None
     if backend is not None and backend not in BACKENDS:
         raise SpecError(path, "backend", f"unknown backend {backend!r} (one of {BACKENDS})")
     name = top.name if top.name is not None else path.stem

@@ -3,31 +3,17 @@
 Started as `python -m experiments.kernel.agent` through `HostHandle.popen`; standard library
 only, so
 it is up in a few tens of milliseconds. It reads one JSON command per line on stdin and writes
-one JSON event per line on stdout. The driver (`experiments/kernel/traffic.py`) turns the
-events into
-typed values; nothing here knows about specs or topologies.
+one JSON event per line on stdout, both in the typed protocol of
+`experiments/kernel/protocol.py` (shared with the driver, `experiments/kernel/traffic.py`);
+nothing here knows about specs or topologies.
 
 Why a long-lived agent instead of one process per packet: sockets must outlive a step (a UDP
 "reply" flow is sent from the very socket that listened; a TCP connection left open with
 `close = "none"` stays ESTABLISHED), and spawning a process per datagram would cost more than
 the step itself.
 
-Commands (every command carries an integer `id`; it is answered by exactly one `ok` or
-`error` event with that id, and `tcp_connect` later by one `done` event with the same id):
-
-    udp_open     port, reply (hex or null)        bind UDP 0.0.0.0:port (reuses an open socket);
-                                                  the socket answers every datagram with reply
-    udp_send     sport, dst, dport, payload (hex), count, interval
-    tcp_listen   port, reply (hex), expect (bytes to read before replying)
-    tcp_connect  sport, dst, dport, send (hex), expect, close ("fin"|"rst"|"none"), timeout
-    icmp_echo    dst, ident, seq, payload (hex)
-    raw_send     dst, packet (hex, a whole IPv4 packet; sent with IP_HDRINCL)
-    received     (answers with every record kept so far)
-    quit
-
-Unsolicited events: `udp_recv`, `tcp_accept`, `tcp_recv`, `tcp_closed`, `packet` (every IPv4
-TCP/UDP/ICMP packet delivered to this host, seen by raw sockets), each with a wall-clock
-`time` (time.time(), comparable across namespaces and with tcpdump's timestamps).
+The commands and events are the frozen dataclasses of `experiments/kernel/protocol.py`,
+shared with the driver; a line that is not a command is answered with an `Error` event.
 Errors from the network (ECONNREFUSED, timeouts, resets) are events, never crashes.
 """
 
@@ -35,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import socket
 import struct
@@ -43,6 +28,31 @@ import sys
 import threading
 import time
 from typing import Any
+
+from experiments.kernel.protocol import (
+    Command,
+    Done,
+    Error,
+    Event,
+    IcmpEcho,
+    Ok,
+    PacketIn,
+    ProtocolError,
+    Quit,
+    RawSend,
+    Ready,
+    TcpAccept,
+    TcpClosed,
+    TcpConnect,
+    TcpListen,
+    TcpRecv,
+    UdpOpen,
+    UdpRecv,
+    UdpSend,
+    command_from_json,
+    message_id,
+    to_json,
+)
 
 # linux/in.h: IP_PKTINFO ancillary data = struct in_pktinfo {int ifindex; in_addr spec_dst, addr}.
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -60,7 +70,6 @@ class Agent:
     def __init__(self, out: Any) -> None:
         self._out = out
         self._lock = threading.Lock()
-        self._records: list[dict[str, Any]] = []
         self._udp: dict[int, socket.socket] = {}
         self._udp_reply: dict[int, bytes | None] = {}
         self._tcp_listeners: dict[int, socket.socket] = {}
@@ -75,12 +84,9 @@ class Agent:
 
     # ---- output -------------------------------------------------------------------------
 
-    def emit(self, event: str, **fields: Any) -> None:
-        fields["event"] = event
-        line = json.dumps(fields, separators=(",", ":"))
+    def emit(self, event: Event) -> None:
+        line = to_json(event)
         with self._lock:
-            if event in ("udp_recv", "tcp_recv", "tcp_accept", "tcp_closed", "packet"):
-                self._records.append(fields)
             self._out.write(line + "\n")
             self._out.flush()
 
@@ -107,7 +113,7 @@ class Agent:
                 return
             if not data and self._stopping.is_set():
                 return   # shut down by close(), after the queue was read to its end
-            self.emit("packet", time=time.time(), data=data.hex())
+            self.emit(PacketIn(time.time(), data))
 
     # ---- UDP ---------------------------------------------------------------------------
 
@@ -143,31 +149,28 @@ class Agent:
             for level, kind, blob in anc:
                 if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
                     dst = socket.inet_ntoa(blob[8:12])
-            self.emit("udp_recv", time=time.time(), src=peer[0], sport=peer[1], dst=dst,
-                      dport=port, payload=data.hex())
+            self.emit(UdpRecv(time.time(), peer[0], peer[1], dst, port, data))
             reply = self._udp_reply.get(port)
             if reply is not None:
                 with contextlib.suppress(OSError):
                     s.sendto(reply, peer)
 
-    def udp_open(self, port: int, reply: str | None = None) -> dict[str, Any]:
-        self._udp_socket(port)
-        self._udp_reply[port] = None if reply is None else bytes.fromhex(reply)
-        return {}
+    def udp_open(self, cmd: UdpOpen) -> Ok:
+        self._udp_socket(cmd.port)
+        self._udp_reply[cmd.port] = cmd.reply
+        return Ok(cmd.id)
 
-    def udp_send(self, sport: int, dst: str, dport: int, payload: str, count: int = 1,
-                 interval: float = 0.0) -> dict[str, Any]:
-        s = self._udp_socket(sport)
+    def udp_send(self, cmd: UdpSend) -> Ok:
+        s = self._udp_socket(cmd.sport)
         # The sending socket of a step does not answer (two answering sockets would ping-pong).
-        self._udp_reply[sport] = None
-        data = bytes.fromhex(payload)
+        self._udp_reply[cmd.sport] = None
         times: list[float] = []
-        for i in range(count):
-            if i and interval > 0:
-                time.sleep(interval)
+        for i in range(cmd.count):
+            if i and cmd.interval > 0:
+                time.sleep(cmd.interval)
             times.append(time.time())
-            s.sendto(data, (dst, dport))
-        return {"times": times}
+            s.sendto(cmd.payload, (cmd.dst, cmd.dport))
+        return Ok(cmd.id, tuple(times))
 
     # ---- TCP ---------------------------------------------------------------------------
 
@@ -176,9 +179,10 @@ class Agent:
             self._conn_seq += 1
             return self._conn_seq
 
-    def tcp_listen(self, port: int, reply: str = "", expect: int = 0) -> dict[str, Any]:
+    def tcp_listen(self, cmd: TcpListen) -> Ok:
         """Listen on `port` (once); later calls only change what new connections get."""
-        self._tcp_conf[port] = (bytes.fromhex(reply), expect)
+        port = cmd.port
+        self._tcp_conf[port] = (cmd.reply, cmd.expect)
         if port not in self._tcp_listeners:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
@@ -190,7 +194,7 @@ class Agent:
                 raise
             self._tcp_listeners[port] = s
             self._thread(self._accept_loop, port, s)
-        return {}
+        return Ok(cmd.id)
 
     def _accept_loop(self, port: int, s: socket.socket) -> None:
         while not self._stopping.is_set():
@@ -207,8 +211,7 @@ class Agent:
         """Read, answer once `expect` bytes arrived, and close after the peer does."""
         cid = self._next_conn()
         local = conn.getsockname()
-        self.emit("tcp_accept", time=time.time(), conn=cid, side="server", src=peer[0],
-                  sport=peer[1], dst=local[0], dport=local[1])
+        self.emit(TcpAccept(time.time(), cid, "server", peer[0], peer[1], local[0], local[1]))
         got = 0
         replied = False
         how = "fin"
@@ -222,8 +225,8 @@ class Agent:
                 if not data:
                     break
                 got += len(data)
-                self.emit("tcp_recv", time=time.time(), conn=cid, side="server", src=peer[0],
-                          sport=peer[1], dst=local[0], dport=local[1], payload=data.hex())
+                self.emit(TcpRecv(time.time(), cid, "server", peer[0], peer[1], local[0],
+                                  local[1], data))
             # The peer closed: send our FIN, then wait for its last ACK (LAST_ACK -> CLOSE),
             # so the driver knows the whole close has crossed the gateway.
             conn.shutdown(socket.SHUT_WR)
@@ -235,29 +238,30 @@ class Agent:
         finally:
             with contextlib.suppress(OSError):
                 conn.close()
-        self.emit("tcp_closed", time=time.time(), conn=cid, side="server", how=how)
+        self.emit(TcpClosed(time.time(), cid, "server", how))
 
-    def tcp_connect(self, cmd_id: int, sport: int, dst: str, dport: int, send: str = "",
-                    expect: int = 0, close: str = "fin", timeout: float = 3.0) -> None:
-        self._thread(self._client, cmd_id, sport, dst, dport, bytes.fromhex(send), expect,
-                     close, timeout)
+    def tcp_connect(self, cmd: TcpConnect) -> Ok:
+        self._thread(self._client, cmd)
+        return Ok(cmd.id)
 
-    def _client(self, cmd_id: int, sport: int, dst: str, dport: int, send: bytes, expect: int,
-                close: str, timeout: float) -> None:
+    def _client(self, cmd: TcpConnect) -> None:
+        sport, dst, dport, send = cmd.sport, cmd.dst, cmd.dport, cmd.send
+        expect, close, timeout = cmd.expect, cmd.close, cmd.timeout
         deadline = time.monotonic() + timeout
         cid = self._next_conn()
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        result: dict[str, Any] = {"conn": cid, "connected": False, "error": None,
-                                  "received": 0, "closed": None}
+        connected = False
+        error: str | None = None
+        received = 0
+        closed: str | None = None
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", sport))
             s.settimeout(max(0.01, deadline - time.monotonic()))
             s.connect((dst, dport))
-            result["connected"] = True
+            connected = True
             local = s.getsockname()
-            self.emit("tcp_accept", time=time.time(), conn=cid, side="client", src=dst,
-                      sport=dport, dst=local[0], dport=local[1])
+            self.emit(TcpAccept(time.time(), cid, "client", dst, dport, local[0], local[1]))
             if send:
                 s.sendall(send)
             got = 0
@@ -267,13 +271,13 @@ class Agent:
                 if not data:
                     break
                 got += len(data)
-                self.emit("tcp_recv", time=time.time(), conn=cid, side="client", src=dst,
-                          sport=dport, dst=local[0], dport=local[1], payload=data.hex())
-            result["received"] = got
+                self.emit(TcpRecv(time.time(), cid, "client", dst, dport, local[0], local[1],
+                                  data))
+            received = got
             if close == "rst":
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.close()
-                result["closed"] = "rst"
+                closed = "rst"
             elif close == "fin":
                 s.shutdown(socket.SHUT_WR)
                 while True:  # drain until the server's FIN
@@ -281,74 +285,70 @@ class Agent:
                     data = s.recv(65535)
                     if not data:
                         break
-                    self.emit("tcp_recv", time=time.time(), conn=cid, side="client", src=dst,
-                              sport=dport, dst=local[0], dport=local[1], payload=data.hex())
+                    self.emit(TcpRecv(time.time(), cid, "client", dst, dport, local[0],
+                                      local[1], data))
                 s.close()
-                result["closed"] = "fin"
+                closed = "fin"
             else:
                 self._open_tcp.append(s)
         except TimeoutError:
-            result["error"] = "timeout"
+            error = "timeout"
         except OSError as e:
-            result["error"] = errno.errorcode.get(e.errno or 0, str(e))
-        if result["error"] is not None:
+            error = errno.errorcode.get(e.errno or 0, str(e))
+        if error is not None:
             with contextlib.suppress(OSError):
                 s.close()
-        if result["closed"] is not None:
-            self.emit("tcp_closed", time=time.time(), conn=cid, side="client",
-                      how=result["closed"])
-        self.emit("done", id=cmd_id, **result)
+        if closed is not None:
+            self.emit(TcpClosed(time.time(), cid, "client", closed))
+        self.emit(Done(cmd.id, cid, connected, error, received, closed))
 
     # ---- ICMP and crafted packets -----------------------------------------------------------
 
-    def icmp_echo(self, dst: str, ident: int, seq: int, payload: str = "") -> dict[str, Any]:
+    def icmp_echo(self, cmd: IcmpEcho) -> Ok:
         if self._icmp_send is None:
             self._icmp_send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        body = bytes.fromhex(payload)
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        body = cmd.payload
+        header = struct.pack("!BBHHH", 8, 0, 0, cmd.ident, cmd.seq)
         csum = _checksum(header + body)
-        msg = struct.pack("!BBHHH", 8, 0, csum, ident, seq) + body
+        msg = struct.pack("!BBHHH", 8, 0, csum, cmd.ident, cmd.seq) + body
         t = time.time()
-        self._icmp_send.sendto(msg, (dst, 0))
-        return {"time": t}
+        self._icmp_send.sendto(msg, (cmd.dst, 0))
+        return Ok(cmd.id, (t,))
 
-    def raw_send(self, dst: str, packet: str) -> dict[str, Any]:
+    def raw_send(self, cmd: RawSend) -> Ok:
         if self._raw_send is None:
             self._raw_send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
             self._raw_send.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         t = time.time()
-        self._raw_send.sendto(bytes.fromhex(packet), (dst, 0))
-        return {"time": t}
+        self._raw_send.sendto(cmd.packet, (cmd.dst, 0))
+        return Ok(cmd.id, (t,))
 
     # ---- the command loop ----------------------------------------------------------------
 
-    def handle(self, cmd: dict[str, Any]) -> bool:
+    def handle(self, cmd: Command) -> bool:
         """Run one command; False when the agent should stop."""
-        cmd_id = cmd.pop("id", None)
-        op = cmd.pop("op", None)
         try:
-            if op == "quit":
-                self.close()
-                self.emit("ok", id=cmd_id)
-                return False
-            if op == "received":
-                with self._lock:
-                    records = list(self._records)
-                self.emit("ok", id=cmd_id, records=records)
-            elif op == "tcp_connect":
-                self.tcp_connect(cmd_id if isinstance(cmd_id, int) else -1, **cmd)
-                self.emit("ok", id=cmd_id)
-            elif op in ("udp_open", "udp_send", "tcp_listen", "icmp_echo", "raw_send"):
-                result = getattr(self, op)(**cmd)
-                self.emit("ok", id=cmd_id, **result)
-            else:
-                self.emit("error", id=cmd_id, op=op, errno=None, message=f"unknown op {op!r}")
+            match cmd:
+                case Quit():
+                    self.close()
+                    self.emit(Ok(cmd.id))
+                    return False
+                case UdpOpen():
+                    self.emit(self.udp_open(cmd))
+                case UdpSend():
+                    self.emit(self.udp_send(cmd))
+                case TcpListen():
+                    self.emit(self.tcp_listen(cmd))
+                case TcpConnect():
+                    self.emit(self.tcp_connect(cmd))
+                case IcmpEcho():
+                    self.emit(self.icmp_echo(cmd))
+                case RawSend():
+                    self.emit(self.raw_send(cmd))
         except OSError as e:
-            self.emit("error", id=cmd_id, op=op, errno=errno.errorcode.get(e.errno or 0),
-                      message=str(e))
+            self.emit(Error(cmd.id, cmd.op, errno.errorcode.get(e.errno or 0), str(e)))
         except Exception as e:  # a bad argument must not end the run: report it
-            self.emit("error", id=cmd_id, op=op, errno=None,
-                      message=f"bad command: {type(e).__name__}: {e}")
+            self.emit(Error(cmd.id, cmd.op, None, f"bad command: {type(e).__name__}: {e}"))
         return True
 
     def close(self) -> None:
@@ -409,18 +409,19 @@ def main() -> int:
     out = sys.stdout
     agent = Agent(out)
     agent.start_sniffers()
-    agent.emit("ready", pid=os.getpid(), time=time.time())
+    agent.emit(Ready(os.getpid(), time.time()))
     try:
         for line in sys.stdin:
             line = line.strip()
             if not line:
                 continue
             try:
-                cmd = json.loads(line)
-            except json.JSONDecodeError as e:
-                agent.emit("error", id=None, op=None, errno=None, message=f"bad JSON: {e}")
+                cmd = command_from_json(line)
+            except ProtocolError as e:
+                ident, op = message_id(line)
+                agent.emit(Error(ident, op, None, str(e)))
                 continue
-            if not isinstance(cmd, dict) or not agent.handle(cmd):
+            if not agent.handle(cmd):
                 break
     finally:
         agent.close()

@@ -9,7 +9,8 @@ The order matters and is the same for every run:
    record of all `net.netfilter.*` values and `net.ipv4.ip_forward`;
 3. the capture (tcpdump in the gateway) and the conntrack event log start, then the agents;
    only when all report ready does the clock start: `t0`;
-4. the steps run in order; a checkpoint reads the gateway's table (`conntrack -L`);
+4. the spec's plan (`experiments.plan`, resolved before anything starts) runs in order; a
+   checkpoint reads the gateway's table (`conntrack -L`);
 5. the final table is read, everything is stopped, and the result is returned as a frozen
    `Observation` whose times are all seconds since `t0` (the model's time base).
 
@@ -37,7 +38,8 @@ from experiments.kernel.rules import (
 from experiments.kernel.traffic import Delivered, StepResult, Traffic
 from experiments.kernel.versions import Versions, collect_versions
 from experiments.observed import FINAL, Observed, Received, Snapshot, WirePacket
-from experiments.spec import CheckpointStep, Spec
+from experiments.plan import plan
+from experiments.spec import Spec
 from nat.entry import Entry
 from topologies.hostexec import HostHandle
 from topologies.mininet_net import running
@@ -122,6 +124,7 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
     began = time.monotonic()
     topo = spec.topology
     backend: BackendName = spec.backend
+    actions = plan(spec).actions   # resolved before the clock starts
     with ExitStack() as stack:
         net = stack.enter_context(running(topo, run_id))
         gw = net.host(topo.gateway)
@@ -147,17 +150,16 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
             return capture.wait_for(pred, traffic.step_deadline)
 
         checkpoints: list[Snapshot] = []
-        results: list[StepResult] = []
+
+        def checkpoint(index: int, name: str) -> StepResult:
+            snap = _snapshot(gw, name, t0)
+            checkpoints.append(snap)
+            return StepResult(index, "checkpoint", snap.time, snap.time_end or snap.time, True,
+                              f"{len(snap.lines)} entries")
+
         traffic_began = time.monotonic()
-        for index, step in enumerate(spec.steps):
-            if isinstance(step, CheckpointStep):
-                snap = _snapshot(gw, step.name, t0)
-                checkpoints.append(snap)
-                results.append(StepResult(index, "checkpoint", snap.time,
-                                          snap.time_end or snap.time, True,
-                                          f"{len(snap.lines)} entries"))
-            else:
-                results.append(traffic.run_step(index, step, raw_seen))
+        results = [traffic.run_step(index, action, raw_seen, checkpoint)
+                   for index, action in enumerate(actions)]
         final = _snapshot(gw, FINAL, t0)
         timing["traffic"] = time.monotonic() - traffic_began
 

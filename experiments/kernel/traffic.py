@@ -7,13 +7,14 @@ the replies or the datagrams arrived, both TCP ends reported the close, the echo
 ICMP errors came back. No step sleeps to synchronise; a deadline that passes is an outcome
 (the gateway dropped the traffic), recorded in the step's result, not an error.
 
-Which hosts listen for a step is decided exactly as the model's stand-in world decides it
-(`experiments.modelrun.run.listener_hosts`), so kernel and model see the same servers.
+Which hosts listen, and every address and byte, come resolved in the spec's plan
+(`experiments.plan`), the one the model's stand-in world consumes too.
 What each host received comes back as `experiments.modelrun.world.Received`, the model's own type.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,19 +23,55 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import IO, Any
+from typing import IO, Literal, TypeVar
 
+from experiments.kernel.protocol import (
+    Command,
+    Done,
+    Error,
+    Event,
+    IcmpEcho,
+    Ok,
+    PacketIn,
+    ProtocolError,
+    Quit,
+    RawSend,
+    Ready,
+    TcpClosed,
+    TcpConnect,
+    TcpListen,
+    TcpRecv,
+    UdpOpen,
+    UdpRecv,
+    UdpSend,
+    event_from_json,
+    to_json,
+)
 from experiments.observed import Received
-from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
-from experiments.steps import listener_hosts, raw_packet, resolve_address
+from experiments.plan import PING_PAYLOAD, Checkpoint, Ping, RawPacket, Sleep, TcpFlow, UdpFlow
 from topologies.description import Topology
 from topologies.hostexec import HostHandle
 
 AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.kernel.agent")
-PING_PAYLOAD = bytes(range(56))   # what `ping` sends, and what the model's world sends
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 
-Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AgentExit:
+    """The agent's output ended (seen by the driver; never on the wire)."""
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """A line from the agent that is not an event of the protocol, and why."""
+
+    line: str
+    problem: str
+
+
+Seen = Event | AgentExit | Garbage
+E = TypeVar("E")
 
 
 class TrafficError(Exception):
@@ -70,7 +107,7 @@ class StepResult:
 class _Agent:
     """One agent process and the thread that reads its events."""
 
-    def __init__(self, host: HostHandle, argv: Sequence[str], sink: Callable[[str, Event], None]
+    def __init__(self, host: HostHandle, argv: Sequence[str], sink: Callable[[str, Seen], None]
                  ) -> None:
         self.host = host
         self.proc = host.popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -85,12 +122,14 @@ class _Agent:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
+            ev: Seen
             try:
-                ev = json.loads(raw)
-            except json.JSONDecodeError:
-                ev = {"event": "garbage", "line": raw.decode(errors="replace")}
+                ev = event_from_json(raw)
+            except ProtocolError as e:
+                ev = Garbage(raw.decode(errors="replace"), str(e))
+                self._stderr.append(f"malformed event from the agent: {e}")
             self._sink(self.host.name, ev)
-        self._sink(self.host.name, {"event": "exit"})
+        self._sink(self.host.name, AgentExit())
 
     def _read_err(self) -> None:
         assert self.proc.stderr is not None
@@ -101,13 +140,13 @@ class _Agent:
     def stderr(self) -> str:
         return " | ".join(self._stderr[-5:])
 
-    def send(self, cmd: Event) -> None:
+    def send(self, line: str) -> None:
         stdin: IO[bytes] | None = self.proc.stdin
         if stdin is None or self.proc.poll() is not None:
             raise TrafficError(f"[{self.host.name}] the traffic agent is not running "
                                f"(status {self.proc.returncode}): {self.stderr}")
         try:
-            stdin.write((json.dumps(cmd) + "\n").encode())
+            stdin.write((line + "\n").encode())
             stdin.flush()
         except BrokenPipeError:
             raise TrafficError(f"[{self.host.name}] the traffic agent went away: "
@@ -116,7 +155,7 @@ class _Agent:
     def stop(self, timeout: float = 2.0) -> None:
         if self.proc.poll() is None:
             try:
-                self.send({"id": -1, "op": "quit"})
+                self.send(to_json(Quit(id=-1)))
                 assert self.proc.stdin is not None
                 self.proc.stdin.close()
             except (TrafficError, OSError):
@@ -152,13 +191,13 @@ class Traffic:
         self.tcp_deadline = tcp_deadline
         self.start_timeout = start_timeout
         self._agents: dict[str, _Agent] = {}
-        self._events: list[tuple[str, Event]] = []
+        self._events: list[tuple[str, Seen]] = []
         self._cond = threading.Condition()
         self._next_id = 0
 
     # ---- lifecycle ------------------------------------------------------------------------
 
-    def _sink(self, host: str, ev: Event) -> None:
+    def _sink(self, host: str, ev: Seen) -> None:
         with self._cond:
             self._events.append((host, ev))
             self._cond.notify_all()
@@ -169,7 +208,7 @@ class Traffic:
                 self._agents[name] = _Agent(handle, self.agent_argv, self._sink)
             for name in self.hosts:
                 ok = self._wait(_started(name), self.start_timeout)
-                ready = ok and any(h == name and e["event"] == "ready" for h, e in self._events)
+                ready = ok and any(h == name and isinstance(e, Ready) for h, e in self._events)
                 if not ready:
                     raise TrafficError(f"[{name}] the traffic agent did not start: "
                                        f"{self._agents[name].stderr or 'no message'}")
@@ -190,7 +229,7 @@ class Traffic:
 
     # ---- plumbing ----------------------------------------------------------------------------
 
-    def _wait(self, predicate: Callable[[list[tuple[str, Event]]], bool], timeout: float) -> bool:
+    def _wait(self, predicate: Callable[[list[tuple[str, Seen]]], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self._events):
@@ -205,35 +244,54 @@ class Traffic:
         with self._cond:
             return len(self._events)
 
-    def since(self, mark: int) -> list[tuple[str, Event]]:
+    def since(self, mark: int) -> list[tuple[str, Seen]]:
         with self._cond:
             return list(self._events[mark:])
 
-    def command(self, host: str, op: str, timeout: float = 5.0, **fields: Any) -> Event:
-        """Send one command and wait for its `ok` or `error` event (returned, not raised)."""
+    def command(self, host: str, cmd: Command, timeout: float = 5.0) -> Ok | Error:
+        """Send one command (with the next id) and wait for its `Ok` or `Error` (returned,
+        not raised)."""
         self._next_id += 1
-        cmd_id = self._next_id
-        pos = self.mark()
-        self._agents[host].send({"id": cmd_id, "op": op, **fields})
+        return self._exchange(host, to_json(dataclasses.replace(cmd, id=self._next_id)),
+                              self._next_id, cmd.op, timeout)
 
-        ev = self._first(pos, lambda h, e: h == host and (
-            e.get("id") == cmd_id and e["event"] in ("ok", "error") or e["event"] == "exit"),
-            timeout)
+    def command_raw(self, host: str, fields: Mapping[str, object],
+                    timeout: float = 5.0) -> Ok | Error:
+        """Send `fields` (and the next id) as they are, commands or not: how the agent answers
+        a message outside the protocol."""
+        self._next_id += 1
+        line = json.dumps({**fields, "id": self._next_id})
+        return self._exchange(host, line, self._next_id, str(fields.get("op")), timeout)
+
+    def _exchange(self, host: str, line: str, cmd_id: int, op: str, timeout: float
+                  ) -> Ok | Error:
+        pos = self.mark()
+        self._agents[host].send(line)
+        ev = self._first_any(pos, lambda h, e: h == host and (
+            isinstance(e, AgentExit) or isinstance(e, Ok | Error) and e.id == cmd_id), timeout)
         if ev is None:
             raise TrafficError(f"[{host}] the traffic agent did not answer {op} within "
                                f"{timeout} s")
-        if ev["event"] == "exit":
+        if isinstance(ev, AgentExit):
             raise TrafficError(f"[{host}] the traffic agent exited during {op}: "
                                f"{self._agents[host].stderr}")
+        assert isinstance(ev, Ok | Error)
         return ev
 
-    def _first(self, pos: int, pred: Callable[[str, Event], bool], timeout: float
-               ) -> Event | None:
+    def _first(self, pos: int, kind: type[E], pred: Callable[[str, E], bool], timeout: float
+               ) -> E | None:
+        """The first event of type `kind` after `pos` matching `pred`, waiting up to
+        `timeout`."""
+        ev = self._first_any(pos, lambda h, e: isinstance(e, kind) and pred(h, e), timeout)
+        return ev if isinstance(ev, kind) else None
+
+    def _first_any(self, pos: int, pred: Callable[[str, Seen], bool], timeout: float
+                   ) -> Seen | None:
         """The first event after `pos` matching `pred`, waiting up to `timeout`."""
-        found: list[Event] = []
+        found: list[Seen] = []
         seen = [pos]
 
-        def match(evs: list[tuple[str, Event]]) -> bool:
+        def match(evs: list[tuple[str, Seen]]) -> bool:
             for h, e in evs[seen[0]:]:
                 if pred(h, e):
                     found.append(e)
@@ -247,15 +305,15 @@ class Traffic:
     def _now(self) -> float:
         return time.time() - self.t0
 
-    def _count(self, pos: int, pred: Callable[[str, Event], bool]) -> int:
+    def _count(self, pos: int, pred: Callable[[str, Seen], bool]) -> int:
         return sum(1 for h, e in self.since(pos) if pred(h, e))
 
-    def _wait_count(self, pos: int, pred: Callable[[str, Event], bool], n: int,
+    def _wait_count(self, pos: int, pred: Callable[[str, Seen], bool], n: int,
                     timeout: float) -> bool:
         """Wait for `n` events matching `pred` after `pos`; each event is looked at once."""
         seen = [pos, 0]   # next index to look at, matches so far
 
-        def enough(evs: list[tuple[str, Event]]) -> bool:
+        def enough(evs: list[tuple[str, Seen]]) -> bool:
             for h, e in evs[seen[0]:]:
                 seen[1] += pred(h, e)
             seen[0] = len(evs)
@@ -286,23 +344,21 @@ class Traffic:
         start = self._now()
         pos = self.mark()
         for host in listeners:
-            self._check(self.command(host, "udp_open", port=listen_port or dport,
-                                     reply=None if reply is None else reply.hex()), host)
-        ev = self.command(sender, "udp_send", sport=sport, dst=str(dst), dport=dport,
-                          payload=payload.hex(), count=count, interval=interval,
+            self._check(self.command(host, UdpOpen(listen_port or dport, reply)), host)
+        ev = self.command(sender, UdpSend(sport, str(dst), dport, payload, count, interval),
                           timeout=5.0 + count * interval)
-        if ev["event"] == "error":
+        if isinstance(ev, Error):
             return StepResult(index, "udp", start, self._now(), False,
-                              f"send failed: {ev.get('errno')} {ev.get('message')}")
+                              f"send failed: {ev.errno} {ev.message}")
         wait = self.step_deadline
         if listeners and reply is not None:
             what = f"{count} replies at {sender}:{sport}"
-            ok = self._wait_count(pos, lambda h, e: h == sender and e["event"] == "udp_recv"
-                                  and e["dport"] == sport, count, wait)
+            ok = self._wait_count(pos, lambda h, e: h == sender and isinstance(e, UdpRecv)
+                                  and e.dport == sport, count, wait)
         elif listeners:
             what = f"{count} datagrams at a listener"
-            ok = self._wait_count(pos, lambda h, e: h != sender and e["event"] == "udp_recv"
-                                  and e["payload"] == payload.hex(), count, wait)
+            ok = self._wait_count(pos, lambda h, e: h != sender and isinstance(e, UdpRecv)
+                                  and e.payload == payload, count, wait)
         else:
             what = f"{count} ICMP errors at {sender}"
             ok = self._wait_count(pos, lambda h, e: h == sender and _icmp_type(e) in ICMP_ERRORS,
@@ -311,41 +367,42 @@ class Traffic:
                           f"waited for {what}: " + ("arrived" if ok else "deadline passed"))
 
     def tcp(self, index: int, sender: str, dst: IPv4Address, sport: int, dport: int, *,
-            send: bytes = b"", reply: bytes = b"", close: str = "fin",
+            send: bytes = b"", reply: bytes = b"", close: Literal["fin", "rst", "none"] = "fin",
             listeners: Sequence[str] = (), listen_port: int | None = None) -> StepResult:
         """One connection: connect from sport, send, read the reply, close (fin/rst/none).
         Done when the client finished and, for fin/rst, the server saw the close complete."""
         start = self._now()
         pos = self.mark()
         for host in listeners:
-            self._check(self.command(host, "tcp_listen", port=listen_port or dport,
-                                     reply=reply.hex(),
-                                     expect=len(send)), host)
-        ev = self.command(sender, "tcp_connect", sport=sport, dst=str(dst), dport=dport,
-                          send=send.hex(), expect=len(reply) if listeners else 0, close=close,
+            self._check(self.command(host, TcpListen(listen_port or dport, reply, len(send))),
+                        host)
+        # The agent's own connect timeout is TcpConnect's default (3 s), as it always was;
+        # tcp_deadline bounds the wait for the answer.
+        ev = self.command(sender, TcpConnect(sport, str(dst), dport, send,
+                                             len(reply) if listeners else 0, close),
                           timeout=self.tcp_deadline)
-        cmd_id = ev.get("id")
-        if ev["event"] == "error":
+        cmd_id = ev.id
+        if isinstance(ev, Error):
             return StepResult(index, "tcp", start, self._now(), False,
-                              f"connect failed: {ev.get('message')}")
-        done = self._first(pos, lambda h, e: h == sender and e["event"] == "done"
-                           and e.get("id") == cmd_id, self.tcp_deadline + 2.0)
+                              f"connect failed: {ev.message}")
+        done = self._first(pos, Done, lambda h, e: h == sender and e.id == cmd_id,
+                           self.tcp_deadline + 2.0)
         if done is None:
             return StepResult(index, "tcp", start, self._now(), False, "client never finished")
-        if not done["connected"] or done["error"] is not None:
-            return StepResult(index, "tcp", start, self._now(), done["error"] is not None,
-                              f"client: {done['error'] or 'not connected'}")
+        if not done.connected or done.error is not None:
+            return StepResult(index, "tcp", start, self._now(), done.error is not None,
+                              f"client: {done.error or 'not connected'}")
         if close in ("fin", "rst"):
-            server = self._first(pos, lambda h, e: h != sender and e["event"] == "tcp_closed"
-                                 and e.get("side") == "server", self.tcp_deadline)
-            how = server["how"] if server else "no close seen"
+            server = self._first(pos, TcpClosed, lambda h, e: h != sender
+                                 and e.side == "server", self.tcp_deadline)
+            how = server.how if server else "no close seen"
             return StepResult(index, "tcp", start, self._now(), how in ("fin", "rst"),
-                              f"client closed with {done['closed']}, server: {how}")
+                              f"client closed with {done.closed}, server: {how}")
         return StepResult(index, "tcp", start, self._now(), True,
-                          f"received {done['received']} bytes, left open")
+                          f"received {done.received} bytes, left open")
 
     def ping(self, index: int, sender: str, dst: IPv4Address, ident: int, *, count: int = 1,
-             interval: float = 0.2) -> StepResult:
+             interval: float = 0.2, payload: bytes = PING_PAYLOAD) -> StepResult:
         """Echo requests with identifier `ident`, seq 1..count; done when as many echo
         replies or ICMP errors came back."""
         start = self._now()
@@ -353,13 +410,12 @@ class Traffic:
         for seq in range(1, count + 1):
             if seq > 1 and interval > 0:
                 time.sleep(interval)   # the spec's pacing, not a synchronisation
-            ev = self.command(sender, "icmp_echo", dst=str(dst), ident=ident, seq=seq,
-                              payload=PING_PAYLOAD.hex())
-            if ev["event"] == "error":
+            ev = self.command(sender, IcmpEcho(str(dst), ident, seq, payload))
+            if isinstance(ev, Error):
                 return StepResult(index, "ping", start, self._now(), False,
-                                  f"send failed: {ev.get('errno')} {ev.get('message')}")
+                                  f"send failed: {ev.errno} {ev.message}")
 
-        def answer(h: str, e: Event) -> bool:
+        def answer(h: str, e: Seen) -> bool:
             t = _icmp_type(e)
             return h == sender and (t in ICMP_ERRORS or (t == 0 and _icmp_id(e) == ident))
 
@@ -373,10 +429,10 @@ class Traffic:
         it) and the agents have been quiet for `quiet` seconds."""
         start = self._now()
         dst = str(IPv4Address(packet[16:20]))
-        ev = self.command(sender, "raw_send", dst=dst, packet=packet.hex())
-        if ev["event"] == "error":
+        ev = self.command(sender, RawSend(dst, packet))
+        if isinstance(ev, Error):
             return StepResult(index, "raw", start, self._now(), False,
-                              f"send failed: {ev.get('errno')} {ev.get('message')}")
+                              f"send failed: {ev.errno} {ev.message}")
         ok = seen() if seen is not None else True
         self._quiet(quiet, self.step_deadline)
         return StepResult(index, "raw", start, self._now(), ok,
@@ -388,43 +444,42 @@ class Traffic:
         time.sleep(seconds)
         return StepResult(index, "sleep", start, self._now(), True, f"{seconds} s")
 
-    def run_step(self, index: int, step: object,
-                 raw_seen: Callable[[bytes], bool] | None = None) -> StepResult:
-        """Run one spec step (checkpoints are the caller's: they read the gateway's table)."""
-        topo = self.topology
-        if isinstance(step, UdpStep):
-            listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
-                if step.listen else []
-            return self.udp(index, step.from_, resolve_address(topo, step.to), step.sport,
-                            step.dport, step.payload.encode(), count=step.count,
-                            interval=step.interval,
-                            reply=None if step.reply is None else step.reply.encode(),
-                            listeners=listeners, listen_port=step.listen_port)
-        if isinstance(step, TcpStep):
-            listeners = listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)) \
-                if step.listen else []
-            return self.tcp(index, step.from_, resolve_address(topo, step.to), step.sport,
-                            step.dport, send=step.send.encode(), reply=step.reply.encode(),
-                            close=step.close, listeners=listeners,
-                            listen_port=step.listen_port)
-        if isinstance(step, PingStep):
-            return self.ping(index, step.from_, resolve_address(topo, step.to), step.id,
-                             count=step.count, interval=step.interval)
-        if isinstance(step, RawStep):
-            data = raw_packet(topo, step).to_bytes()
-            return self.raw(index, step.from_, data,
-                            None if raw_seen is None else (lambda: raw_seen(data)))
-        if isinstance(step, SleepStep):
-            return self.sleep(index, step.seconds)
-        action = getattr(step, "action", type(step).__name__)
-        now = self._now()
-        return StepResult(index, str(action), now, now, True, "nothing to send")
+    def run_step(self, index: int, action: object,
+                 raw_seen: Callable[[bytes], bool] | None = None,
+                 checkpoint: Callable[[int, str], StepResult] | None = None) -> StepResult:
+        """Run one action of the spec's plan. A checkpoint is `checkpoint`'s (it reads the
+        gateway's table, which the agents cannot); without one, it has nothing to send."""
+        match action:
+            case UdpFlow():
+                return self.udp(index, action.sender, action.dst, action.sport, action.dport,
+                                action.payload, count=action.count, interval=action.interval,
+                                reply=action.reply, listeners=action.listeners,
+                                listen_port=action.listen_port)
+            case TcpFlow():
+                return self.tcp(index, action.sender, action.dst, action.sport, action.dport,
+                                send=action.send, reply=action.reply or b"",
+                                close=action.close, listeners=action.listeners,
+                                listen_port=action.listen_port)
+            case Ping():
+                return self.ping(index, action.sender, action.dst, action.ident,
+                                 count=action.count, interval=action.interval,
+                                 payload=action.payload)
+            case RawPacket(data=data):
+                return self.raw(index, action.sender, data,
+                                None if raw_seen is None else (lambda: raw_seen(data)))
+            case Sleep(seconds=seconds):
+                return self.sleep(index, seconds)
+            case Checkpoint(name=name) if checkpoint is not None:
+                return checkpoint(index, name)
+            case _:
+                now = self._now()
+                return StepResult(index, str(getattr(action, "action", type(action).__name__)),
+                                  now, now, True, "nothing to send")
 
     @staticmethod
-    def _check(ev: Event, host: str) -> None:
-        if ev["event"] == "error":
-            raise TrafficError(f"[{host}] agent command failed: {ev.get('errno')} "
-                               f"{ev.get('message')}")
+    def _check(ev: Ok | Error, host: str) -> None:
+        if isinstance(ev, Error):
+            raise TrafficError(f"[{host}] agent command failed: {ev.errno} {ev.message}")
 
     # ---- what the hosts got ------------------------------------------------------------------
 
@@ -433,15 +488,15 @@ class Traffic:
         ICMP message delivered to it (note = "type T code C")."""
         out: dict[str, list[Received]] = {name: [] for name in self.hosts}
         for host, e in self.since(0):
-            kind = e["event"]
-            if kind in ("udp_recv", "tcp_recv"):
-                out[host].append(Received(host, e["time"] - self.t0, kind[:3],
-                                          IPv4Address(e["src"]), IPv4Address(e["dst"]),
-                                          e["sport"], e["dport"], bytes.fromhex(e["payload"])))
-            elif kind == "packet" and _icmp_type(e) is not None:
-                data = bytes.fromhex(e["data"])
+            if isinstance(e, UdpRecv | TcpRecv):
+                out[host].append(Received(host, e.time - self.t0,
+                                          "udp" if isinstance(e, UdpRecv) else "tcp",
+                                          IPv4Address(e.src), IPv4Address(e.dst),
+                                          e.sport, e.dport, e.payload))
+            elif isinstance(e, PacketIn) and _icmp_type(e) is not None:
+                data = e.data
                 ihl = (data[0] & 0x0F) * 4
-                out[host].append(Received(host, e["time"] - self.t0, "icmp",
+                out[host].append(Received(host, e.time - self.t0, "icmp",
                                           IPv4Address(data[12:16]), IPv4Address(data[16:20]),
                                           None, None, data[ihl + 8:],
                                           f"type {data[ihl]} code {data[ihl + 1]}"))
@@ -465,34 +520,36 @@ class Traffic:
         """Per host, every IPv4 TCP/UDP/ICMP packet its IP layer delivered locally."""
         out: dict[str, list[Delivered]] = {name: [] for name in self.hosts}
         for host, e in self.since(0):
-            if e["event"] == "packet":
-                out[host].append(Delivered(host, e["time"] - self.t0, bytes.fromhex(e["data"])))
+            if isinstance(e, PacketIn):
+                out[host].append(Delivered(host, e.time - self.t0, e.data))
         return out
 
 
-def _longer_than(n: int) -> Callable[[list[tuple[str, Event]]], bool]:
+def _longer_than(n: int) -> Callable[[list[tuple[str, Seen]]], bool]:
     return lambda evs: len(evs) > n
 
 
-def _started(host: str) -> Callable[[list[tuple[str, Event]]], bool]:
-    def started(evs: list[tuple[str, Event]]) -> bool:
-        return any(h == host and e["event"] in ("ready", "exit") for h, e in evs)
+def _started(host: str) -> Callable[[list[tuple[str, Seen]]], bool]:
+    def started(evs: list[tuple[str, Seen]]) -> bool:
+        return any(h == host and isinstance(e, Ready | AgentExit) for h, e in evs)
     return started
 
 
-def _icmp_type(e: Event) -> int | None:
+def _icmp_type(e: Seen) -> int | None:
     """The ICMP type of a `packet` event, or None for any other event."""
-    if e.get("event") != "packet":
+    if not isinstance(e, PacketIn):
         return None
-    data = bytes.fromhex(e["data"])
+    data = e.data
     if len(data) < 20 or data[9] != 1:
         return None
     ihl = (data[0] & 0x0F) * 4
     return data[ihl] if len(data) > ihl else None
 
 
-def _icmp_id(e: Event) -> int | None:
-    data = bytes.fromhex(e["data"])
+def _icmp_id(e: Seen) -> int | None:
+    if not isinstance(e, PacketIn):
+        return None
+    data = e.data
     ihl = (data[0] & 0x0F) * 4
     if len(data) < ihl + 8:
         return None

@@ -1,8 +1,9 @@
 """Run a spec through the model alone: no root, no namespaces, no kernel.
 
-The spec's steps drive the stand-in hosts of `experiments/modelrun/world.py` around the modelled
-gateway (`nat.pipeline.Gateway`). The result is the predicted conntrack table (at the end and
-at each checkpoint) and every packet's journey through the gateway.
+The spec's plan (`experiments/plan.py`, its steps resolved) drives the stand-in hosts of
+`experiments/modelrun/world.py` around the modelled gateway (`nat.pipeline.Gateway`). The
+result is the predicted conntrack table (at the end and at each checkpoint) and every
+packet's journey through the gateway.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from experiments import craft
 from experiments.model_config import spec_config
 from experiments.modelrun.world import World
 from experiments.observed import Received
-from experiments.spec import (
-    CheckpointStep,
-    PingStep,
-    RawStep,
-    SleepStep,
-    Spec,
-    TcpStep,
-    UdpStep,
+from experiments.plan import (
+    Action,
+    Checkpoint,
+    Ping,
+    RawPacket,
+    Sleep,
+    TcpFlow,
+    UdpFlow,
+    plan,
 )
-from experiments.steps import listener_hosts, raw_packet, resolve_address
+from experiments.spec import Spec
 from nat.entry import Entry
 from nat.journey import Journey
 from nat.listing import render
 from nat.pipeline import Gateway
 from nat.profile import LINUX_LATEST, KernelProfile
 from nat.rules.iptables import parse_iptables_restore
-from topologies.description import Topology
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelR
                   host_rules={h: parse_iptables_restore(text)
                               for h, text in spec.host_rules.items()})
     checkpoints: list[tuple[str, tuple[Entry, ...]]] = []
-    for step in spec.steps:
-        _run_step(world, spec.topology, step, checkpoints)
+    for action in plan(spec).actions:
+        _run_action(world, action, checkpoints)
     return ModelResult(
         name=spec.name,
         entries=tuple(world.gateway.entries(world.now)),
@@ -62,43 +63,33 @@ def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelR
     )
 
 
-def _run_step(world: World, topo: Topology, step: object,
-              checkpoints: list[tuple[str, tuple[Entry, ...]]]) -> None:
-    if isinstance(step, SleepStep):
-        world.now += step.seconds
-    elif isinstance(step, CheckpointStep):
-        checkpoints.append((step.name, tuple(world.gateway.entries(world.now))))
-    elif isinstance(step, UdpStep):
-        src = topo.host(step.from_).interfaces[0].ip
-        dst = resolve_address(topo, step.to)
-        server = getattr(step, "server", None)
-        if step.listen:
-            for h in listener_hosts(topo, step.from_, step.to, server):
-                reply = step.reply.encode() if step.reply is not None else None
-                world.udp_listeners[(h, step.listen_port)] = reply
-        world.udp_listeners.setdefault((step.from_, step.sport), None)
-        for i in range(step.count):
-            if i:
-                world.now += step.interval
-            world.send(step.from_, craft.udp(src, step.sport, dst, step.dport,
-                                             step.payload.encode()))
-    elif isinstance(step, TcpStep):
-        src = topo.host(step.from_).interfaces[0].ip
-        dst = resolve_address(topo, step.to)
-        if step.listen:
-            for h in listener_hosts(topo, step.from_, step.to, getattr(step, "server", None)):
-                world.tcp_listeners[(h, step.listen_port)] = step.reply.encode()
-        world.tcp_connect(step.from_, src, step.sport, dst, step.dport, step.send.encode(),
-                          step.close)
-    elif isinstance(step, PingStep):
-        src = topo.host(step.from_).interfaces[0].ip
-        dst = resolve_address(topo, step.to)
-        for i in range(step.count):
-            if i:
-                world.now += step.interval
-            world.send(step.from_, craft.icmp(src, dst, 8, 0, id_=step.id, seq=i + 1,
-                                              payload=bytes(range(56))))
-    elif isinstance(step, RawStep):
-        world.send(step.from_, raw_packet(topo, step))
-    else:  # pragma: no cover - the spec's union is closed
-        raise TypeError(f"unknown step {step!r}")
+def _run_action(world: World, action: Action,
+                checkpoints: list[tuple[str, tuple[Entry, ...]]]) -> None:
+    match action:
+        case Sleep(seconds=seconds):
+            world.now += seconds
+        case Checkpoint(name=name):
+            checkpoints.append((name, tuple(world.gateway.entries(world.now))))
+        case UdpFlow():
+            for h in action.listeners:
+                world.udp_listeners[(h, action.listen_port)] = action.reply
+            world.udp_listeners.setdefault((action.sender, action.sport), None)
+            for i in range(action.count):
+                if i:
+                    world.now += action.interval
+                world.send(action.sender, craft.udp(action.src, action.sport, action.dst,
+                                                    action.dport, action.payload))
+        case TcpFlow():
+            for h in action.listeners:
+                world.tcp_listeners[(h, action.listen_port)] = action.reply or b""
+            world.tcp_connect(action.sender, action.src, action.sport, action.dst,
+                              action.dport, action.send, action.close)
+        case Ping():
+            for i in range(action.count):
+                if i:
+                    world.now += action.interval
+                world.send(action.sender, craft.icmp(action.src, action.dst, 8, 0,
+                                                     id_=action.ident, seq=i + 1,
+                                                     payload=action.payload))
+        case RawPacket():
+            world.send(action.sender, action.packet)

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from experiments import craft
+from experiments.kernel.protocol import Error, Ok, UdpOpen, UdpSend
 from experiments.kernel.rules import load_rules
 from experiments.kernel.traffic import StepResult, Traffic
 from topologies.mininet_net import Network
@@ -175,8 +176,8 @@ def test_ping_with_chosen_id(traffic: Traffic, home_net: Network) -> None:
 
 def test_raw_crafted_packet(traffic: Traffic) -> None:
     """A crafted UDP datagram reaches a listener; a crafted SYN to a closed port gets RST."""
-    opened = traffic.command("laptop", "udp_open", port=7777, reply=None)
-    assert opened["event"] == "ok"
+    opened = traffic.command("laptop", UdpOpen(port=7777, reply=None))
+    assert isinstance(opened, Ok)
     pkt = craft.udp(DESKTOP, 1234, LAPTOP, 7777, b"crafted", ident=77).to_bytes()
     r = traffic.raw(0, "desktop", pkt)   # returns once the agents have been quiet a while
     assert r.completed, r
@@ -191,13 +192,13 @@ def test_raw_crafted_packet(traffic: Traffic) -> None:
 
 
 def test_agent_errors_are_events(traffic: Traffic) -> None:
-    ev = traffic.command("laptop", "no_such_op")
-    assert ev["event"] == "error" and "unknown op" in ev["message"]
-    ev = traffic.command("laptop", "udp_send", sport=1, dst="not an address", dport=1,
-                         payload="")
-    assert ev["event"] == "error" and ev["op"] == "udp_send"
-    ev = traffic.command("laptop", "udp_open", port=70000)
-    assert ev["event"] == "error"
+    ev = traffic.command_raw("laptop", {"op": "no_such_op"})
+    assert isinstance(ev, Error) and "unknown op" in ev.message
+    ev = traffic.command("laptop", UdpSend(sport=1, dst="not an address", dport=1,
+                                           payload=b""))
+    assert isinstance(ev, Error) and ev.op == "udp_send"
+    ev = traffic.command("laptop", UdpOpen(port=70000))
+    assert isinstance(ev, Error)
     # The agent is still alive and working.
     r = traffic.ping(0, "laptop", DESKTOP, 4343)
     assert r.completed
@@ -222,9 +223,10 @@ def test_agents_start_fast_and_stop_cleanly(home_net: Network) -> None:
         procs = [a.proc for a in tr._agents.values()]
         assert all(p.poll() is None for p in procs)
         # A burst sent right before stopping: quit first reads what is queued.
-        assert tr.command("desktop", "udp_open", port=5700)["event"] == "ok"
-        assert tr.command("laptop", "udp_send", sport=45700, dst=str(DESKTOP), dport=5700,
-                          payload=b"last".hex(), count=200)["event"] == "ok"
+        assert isinstance(tr.command("desktop", UdpOpen(port=5700)), Ok)
+        assert isinstance(tr.command("laptop", UdpSend(sport=45700, dst=str(DESKTOP),
+                                                       dport=5700, payload=b"last",
+                                                       count=200)), Ok)
     assert all(p.poll() is not None for p in procs)
     got = [x for x in tr.received()["desktop"] if x.proto == "udp" and x.dport == 5700]
     assert len(got) == 200

@@ -42,6 +42,9 @@ def test_the_walls_hold() -> None:
     ("topologies/description.py", "import topologies.hostexec",
      "Topology data knows no namespaces"),
     ("experiments/kernel/traffic.py", "import mininet.net", "Only the Mininet adapter"),
+    ("experiments/plan.py", "import experiments.kernel.traffic", "Rootless rooms"),
+    ("experiments/kernel/protocol.py", "import nat.packet", "The agent and its protocol"),
+    ("experiments/kernel/agent.py", "import experiments.spec", "The agent and its protocol"),
 ])
 def test_a_violation_is_caught(tmp_path: Path, module: str, line: str, contract: str) -> None:
     tree = tmp_path / "tree"

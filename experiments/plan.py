@@ -1,0 +1,218 @@
+"""A spec's steps resolved once into a typed plan, which the kernel run and the model run
+both consume (each with one `match` over the action types).
+
+Everything the two runs must agree on is decided here, once: the source and destination
+addresses (a step's `to` may be a host name), the hosts whose servers listen, the bytes of
+payloads and replies, the crafted packet of a `raw` step. The consumers only send.
+
+Rootless: imported by the model-only run (`natlab model`) and by the kernel side, it imports
+neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import ClassVar, Literal
+
+from experiments import craft
+from experiments.spec import Spec
+from experiments.spec_model import (
+    CheckpointStep,
+    PingStep,
+    RawStep,
+    SleepStep,
+    Step,
+    TcpStep,
+    UdpStep,
+)
+from nat.packet import Packet, parse
+from topologies.description import Topology
+
+PING_PAYLOAD = bytes(range(56))   # what `ping` sends: the kernel's agents and the model alike
+
+
+# --- the actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What UDP and TCP flows share: who sends, from where to where, and who answers.
+
+    `listeners` are the hosts whose servers bind `listen_port` (empty when the step says
+    `listen = false`); `reply` is what each server answers with."""
+
+    action: ClassVar[str]
+    sender: str
+    src: IPv4Address
+    dst: IPv4Address
+    sport: int
+    dport: int
+    listeners: tuple[str, ...]
+    listen_port: int
+    reply: bytes | None
+
+
+@dataclass(frozen=True)
+class UdpFlow(Flow):
+    """`count` datagrams of `payload`, `interval` seconds apart, all from one socket."""
+
+    action: ClassVar[str] = "udp"
+    payload: bytes
+    count: int
+    interval: float
+
+
+@dataclass(frozen=True)
+class TcpFlow(Flow):
+    """One connection: the client sends `send`, reads the reply, closes (fin/rst/none)."""
+
+    action: ClassVar[str] = "tcp"
+    send: bytes
+    close: Literal["fin", "rst", "none"]
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Echo requests with identifier `ident`, sequence numbers 1..count."""
+
+    action: ClassVar[str] = "ping"
+    sender: str
+    src: IPv4Address
+    dst: IPv4Address
+    ident: int
+    count: int
+    interval: float
+    payload: bytes = PING_PAYLOAD
+
+
+@dataclass(frozen=True)
+class RawPacket:
+    """One crafted IPv4 packet: `packet` as the model reads it, `data` its bytes on the wire."""
+
+    action: ClassVar[str] = "raw"
+    sender: str
+    packet: Packet
+    data: bytes
+
+    @property
+    def dst(self) -> IPv4Address:
+        return IPv4Address(self.data[16:20])
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Let time pass."""
+
+    action: ClassVar[str] = "sleep"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Read the gateway's conntrack table here, under `name`."""
+
+    action: ClassVar[str] = "checkpoint"
+    name: str
+
+
+Action = UdpFlow | TcpFlow | Ping | RawPacket | Sleep | Checkpoint
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A spec's steps, resolved; `actions[i]` is step `i`."""
+
+    actions: tuple[Action, ...]
+
+    def checkpoints(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.actions if isinstance(a, Checkpoint))
+
+
+# --- resolving ---------------------------------------------------------------------------------
+
+
+def plan(spec: Spec) -> Plan:
+    """The spec's steps with every address, listener and byte resolved."""
+    return Plan(tuple(resolve_step(spec.topology, step) for step in spec.steps))
+
+
+def resolve_step(topo: Topology, step: Step) -> Action:
+    """One step as an action (the step's host names must exist: the spec checked them)."""
+    match step:
+        case UdpStep():
+            return UdpFlow(
+                sender=step.from_, src=first_address(topo, step.from_),
+                dst=resolve_address(topo, step.to), sport=step.sport, dport=step.dport,
+                listeners=_listeners(topo, step), listen_port=step.listen_port,
+                reply=None if step.reply is None else step.reply.encode(),
+                payload=step.payload.encode(), count=step.count, interval=step.interval)
+        case TcpStep():
+            return TcpFlow(
+                sender=step.from_, src=first_address(topo, step.from_),
+                dst=resolve_address(topo, step.to), sport=step.sport, dport=step.dport,
+                listeners=_listeners(topo, step), listen_port=step.listen_port,
+                reply=step.reply.encode(), send=step.send.encode(), close=step.close)
+        case PingStep():
+            return Ping(sender=step.from_, src=first_address(topo, step.from_),
+                        dst=resolve_address(topo, step.to), ident=step.id, count=step.count,
+                        interval=step.interval)
+        case RawStep():
+            packet = raw_packet(topo, step)
+            return RawPacket(sender=step.from_, packet=packet, data=packet.to_bytes())
+        case SleepStep():
+            return Sleep(step.seconds)
+        case CheckpointStep():
+            return Checkpoint(step.name)
+    raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the union is closed
+
+
+def first_address(topo: Topology, host: str) -> IPv4Address:
+    """A host's own address: the one of its first interface."""
+    return topo.host(host).interfaces[0].ip
+
+
+def resolve_address(topology: Topology, to: str) -> IPv4Address:
+    """A step's `to`: an IPv4 address, or a host name meaning its first address."""
+    try:
+        return IPv4Address(to)
+    except ValueError:
+        return first_address(topology, to)
+
+
+def listener_hosts(topology: Topology, sender: str, to: str, server: str | None) -> list[str]:
+    """Where a step's server listens: `server` if the spec names one; else the host that owns
+    `to`; when that is the gateway (a port forward), every other host but the sender."""
+    if server is not None:
+        return [server]
+    owner = topology.host_by_address(resolve_address(topology, to))
+    if owner is not None and owner.name != topology.gateway:
+        return [owner.name]
+    return [h.name for h in topology.hosts if h.name not in (sender, topology.gateway)]
+
+
+def _listeners(topo: Topology, step: UdpStep | TcpStep) -> tuple[str, ...]:
+    if not step.listen:
+        return ()
+    return tuple(listener_hosts(topo, step.from_, step.to, step.server))
+
+
+def raw_packet(topo: Topology, step: RawStep) -> Packet:
+    """The crafted packet of a `raw` step, from hex or from fields."""
+    if step.hex is not None:
+        return parse(bytes.fromhex(step.hex))
+    src = IPv4Address(step.src) if step.src else first_address(topo, step.from_)
+    dst = resolve_address(topo, step.dst or "")
+    proto = step.proto
+    payload = (step.payload or "").encode()
+    ttl = step.ttl if step.ttl is not None else 64
+    if proto in ("tcp", 6):
+        return craft.tcp(src, step.sport or 0, dst, step.dport or 0,
+                         craft.tcp_flags(step.flags or "S"), seq=step.seq or 0,
+                         ack=step.ack or 0, window=step.window or 64240, payload=payload, ttl=ttl)
+    if proto in ("udp", 17):
+        return craft.udp(src, step.sport or 0, dst, step.dport or 0, payload, ttl=ttl)
+    if proto in ("icmp", 1):
+        return craft.icmp(src, dst, step.icmp_type if step.icmp_type is not None else 8,
+                          step.icmp_code or 0, id_=step.id or 0, payload=payload, ttl=ttl)
+    raise ValueError(f"raw step: unsupported proto {proto!r}")
