@@ -28,7 +28,7 @@ from experiments.observed import Received
 from experiments.spec import PingStep, RawStep, SleepStep, TcpStep, UdpStep
 from experiments.steps import listener_hosts, raw_packet, resolve_address
 from topologies.description import Topology
-from topologies.hostexec import HostHandle
+from topologies.hostexec import HostHandle, KernelError
 
 AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.kernel.agent")
 PING_PAYLOAD = bytes(range(56))   # what `ping` sends, and what the model's world sends
@@ -37,8 +37,9 @@ ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 Event = dict[str, Any]
 
 
-class TrafficError(Exception):
-    """An agent could not be started or stopped responding (one line, names the host)."""
+class TrafficError(KernelError):
+    """An agent could not be started, stopped responding or reported a failed command (one
+    line, names the host and, where it is the agent's own doing, its argv and stderr)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class _Agent:
     def __init__(self, host: HostHandle, argv: Sequence[str], sink: Callable[[str, Event], None]
                  ) -> None:
         self.host = host
+        self.argv = tuple(argv)
         self.proc = host.popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
         self._sink = sink
@@ -104,14 +106,15 @@ class _Agent:
     def send(self, cmd: Event) -> None:
         stdin: IO[bytes] | None = self.proc.stdin
         if stdin is None or self.proc.poll() is not None:
-            raise TrafficError(f"[{self.host.name}] the traffic agent is not running "
-                               f"(status {self.proc.returncode}): {self.stderr}")
+            raise TrafficError(f"is not running (status {self.proc.returncode})",
+                               argv=self.argv, host=self.host.name,
+                               returncode=self.proc.returncode, stderr=self.stderr)
         try:
             stdin.write((json.dumps(cmd) + "\n").encode())
             stdin.flush()
         except BrokenPipeError:
-            raise TrafficError(f"[{self.host.name}] the traffic agent went away: "
-                               f"{self.stderr}") from None
+            raise TrafficError("went away", argv=self.argv, host=self.host.name,
+                               returncode=self.proc.poll(), stderr=self.stderr) from None
 
     def stop(self, timeout: float = 2.0) -> None:
         if self.proc.poll() is None:
@@ -171,8 +174,11 @@ class Traffic:
                 ok = self._wait(_started(name), self.start_timeout)
                 ready = ok and any(h == name and e["event"] == "ready" for h, e in self._events)
                 if not ready:
-                    raise TrafficError(f"[{name}] the traffic agent did not start: "
-                                       f"{self._agents[name].stderr or 'no message'}")
+                    agent = self._agents[name]
+                    raise TrafficError("did not start" + ("" if agent.stderr else
+                                                          " (no message)"),
+                                       argv=agent.argv, host=name,
+                                       returncode=agent.proc.poll(), stderr=agent.stderr)
         except BaseException:
             self.stop()
             raise
@@ -220,11 +226,12 @@ class Traffic:
             e.get("id") == cmd_id and e["event"] in ("ok", "error") or e["event"] == "exit"),
             timeout)
         if ev is None:
-            raise TrafficError(f"[{host}] the traffic agent did not answer {op} within "
-                               f"{timeout} s")
+            raise TrafficError(f"did not answer {op} within {timeout} s",
+                               argv=self._agents[host].argv, host=host)
         if ev["event"] == "exit":
-            raise TrafficError(f"[{host}] the traffic agent exited during {op}: "
-                               f"{self._agents[host].stderr}")
+            agent = self._agents[host]
+            raise TrafficError(f"exited during {op}", argv=agent.argv, host=host,
+                               returncode=agent.proc.poll(), stderr=agent.stderr)
         return ev
 
     def _first(self, pos: int, pred: Callable[[str, Event], bool], timeout: float
@@ -423,8 +430,8 @@ class Traffic:
     @staticmethod
     def _check(ev: Event, host: str) -> None:
         if ev["event"] == "error":
-            raise TrafficError(f"[{host}] agent command failed: {ev.get('errno')} "
-                               f"{ev.get('message')}")
+            raise TrafficError(f"agent command failed: {ev.get('errno')} {ev.get('message')}",
+                               host=host)
 
     # ---- what the hosts got ------------------------------------------------------------------
 
