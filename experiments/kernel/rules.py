@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Self
 
 from experiments.backends import BACKEND, TRANSLATE, BackendName
 from topologies.hostexec import CommandError, HostHandle, KernelError
@@ -46,6 +47,11 @@ class RulesError(KernelError):
         self.message = message
         super().__init__(f"failed: {message}", argv=self.command, host=host,
                          returncode=returncode, stderr=stderr)
+
+    @classmethod
+    def of(cls, e: KernelError) -> Self:
+        message = tool_message(e.stderr) if e.returncode is not None and e.stderr else e.reason
+        return cls("running", e.argv, e.host, message, e.returncode, e.stderr)
 
     @classmethod
     def refused(cls, what: str, command: Iterable[str], e: CommandError) -> RulesError:

@@ -58,6 +58,15 @@ def test_a_refused_ruleset_keeps_command_host_status_and_stderr() -> None:
     assert str(e).endswith("line 2 failed")
 
 
+def test_of_keeps_every_field_in_each_kind() -> None:
+    base = CommandError(("nft", "-f", "-"), "gw", 1, "Error: syntax error")
+    for kind in (CommandError, RulesError, ObserveError, CaptureError, TrafficError):
+        e = kind.of(base)
+        assert isinstance(e, kind) and isinstance(e, KernelError)
+        assert (e.argv, e.host, e.returncode, e.stderr) == (base.argv, "gw", 1, base.stderr)
+        assert "\n" not in str(e) and "gw" in str(e) and "syntax error" in str(e)
+
+
 def test_a_failed_conntrack_command_is_an_observe_error() -> None:
     host: Any = FailingHost("conntrack v1.4.7 (conntrack-tools): Operation not permitted")
     with pytest.raises(ObserveError) as info:
