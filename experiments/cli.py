@@ -5,8 +5,10 @@ the kernel side. The commands that need root (`run`, `up`, `clean`, `bench`) rea
 through `_lazy`, the one place where this module imports on demand: so `natlab judge` on a
 laptop without Mininet never loads it (tests/model/test_cli.py checks). A `UserError` (bad
 spec, unsupported rule, missing program, not root) becomes one line on stderr, `natlab:
-<message>`, and exit status 2; anything else is a bug in natlab and keeps its traceback (exit
-status 1).
+<message>`, and exit status 2; so does a kernel-side failure (`topologies.hostexec.KernelError`:
+a tool refused the rules, a program failed), which the rooms that run the kernel (`session`,
+`shell`) turn into a UserError, since this module cannot import them. Anything else is a bug in
+natlab and keeps its traceback (exit status 1).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from experiments.observed import Observed
 from experiments.records.bundle import documents
 from experiments.records.show import RunRecord
 from experiments.spec import Spec
-from topologies.hostexec import CommandError
+from topologies.hostexec import KernelError
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,15 @@ def workdir(out: str | None, name: str) -> Path:
 
 def run_and_judge(spec: Spec, files: Path, model_problem: UserError | None = None) -> Judged:
     """Run `spec` on the kernel (its captures go to `files`) and judge the run. A kernel-side
-    failure the user can act on becomes a UserError naming the spec. `model_problem` (the model
-    cannot read the rules) is raised after the kernel had its say on the same rules."""
+    failure (a `KernelError`: a tool refused the rules, a program failed or timed out) is
+    something the user can act on: it becomes a UserError naming the spec (one line, exit
+    status 2). Anything else raised here is a bug in natlab and keeps its traceback.
+    `model_problem` (the model cannot read the rules) is raised after the kernel had its say
+    on the same rules."""
     start = time.perf_counter()
     try:
         obs = run_on_kernel(spec, workdir=files)
-    except (CommandError, UserError) as e:
+    except (KernelError, UserError) as e:
         raise UserError(f"{spec.path}: {e}") from None
     kernel_seconds = time.perf_counter() - start
     if model_problem is not None:

@@ -17,6 +17,8 @@ from experiments.errors import UserError, kernel_preflight
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
 from experiments.spec import Spec, load_spec
+from topologies.description import Topology
+from topologies.hostexec import KernelError
 from topologies.mininet_net import Network, running
 from topologies.presets import PRESETS
 
@@ -53,6 +55,14 @@ def up(topology_arg: str, backend_arg: BackendName | None, rules_file: str | Non
             raise UserError(f"{rules_file}: cannot read the rules: {e.strerror or e}") from None
         rules, nft = (text, None) if backend != "nft" else ("", text)
     kernel_preflight("up", [backend])
+    try:
+        return _up(topology, spec, backend, rules, nft, simple)
+    except KernelError as e:        # a tool refused the rules, a program failed: one line
+        raise UserError(str(e)) from None
+
+
+def _up(topology: Topology, spec: Spec | None, backend: BackendName, rules: str,
+        nft: str | None, simple: bool) -> int:
     with running(topology) as net:
         if spec is not None:
             for host, host_text in spec.host_rules.items():

@@ -3,7 +3,9 @@
 Commands are argument lists, run as `mnexec -a <pid> argv...` (mnexec joins the network and
 mount namespaces of the process holding the host, then execs argv: the pid we wait on is the
 command itself, so a timeout kills the right process). Exit codes are checked; a failure
-raises one error type, `CommandError`, naming the host, the command and the kernel's message.
+raises `CommandError`, naming the host, the command and the kernel's message. It is a
+`KernelError`, the one base of every kernel-side failure (rules refused, a conntrack, capture
+or traffic program failed), which `natlab` shows in one line with exit status 2.
 
 Every process started here carries `NATLAB_RUN=<run id>` in its environment so the sweeper can
 find it even after the run's owner was killed.
@@ -18,14 +20,48 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from topologies.names import ENV_MARKER
 
 MNEXEC = "mnexec"
 
 
-class CommandError(Exception):
+class KernelError(Exception):
+    """The one base of kernel-side failures: a program natlab ran in a host failed, was
+    missing or timed out, or a tool or the kernel refused what it was given. Not a bug in
+    natlab: `natlab` shows str() (one line) with exit status 2. Carries the command (`argv`),
+    the host (namespace) it ran in, its exit status (None when it never finished or never
+    started) and its stderr; any of them may be empty when the failure was not one command's
+    (a capture file that is not pcap names no command)."""
+
+    def __init__(self, reason: str, *, argv: Sequence[str] = (), host: str = "",
+                 returncode: int | None = None, stderr: str = "") -> None:
+        self.argv = tuple(str(a) for a in argv)
+        self.host = host
+        self.returncode = returncode
+        self.stderr = stderr
+        self.reason = reason
+        super().__init__(str(self))
+
+    @classmethod
+    def of(cls, e: KernelError) -> Self:
+        """The same failure as this (more specific) kind, for a layer that names its own."""
+        return cls(e.reason, argv=e.argv, host=e.host, returncode=e.returncode,
+                   stderr=e.stderr)
+
+    def __str__(self) -> str:
+        detail = " ".join(self.stderr.split())
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        words = [f"[{self.host}]"] if self.host else []
+        if self.argv:
+            words.append(f"`{' '.join(self.argv)}`")
+        words.append(self.reason)
+        return " ".join(words) + (f": {detail}" if detail else "")
+
+
+class CommandError(KernelError):
     """A command in a host failed, was missing, or timed out. `returncode` is None when the
     command never finished (timeout) or never started (missing binary)."""
 
@@ -37,19 +73,12 @@ class CommandError(Exception):
         stderr: str,
         reason: str = "",
     ) -> None:
-        self.argv = tuple(argv)
-        self.host = host
-        self.returncode = returncode
-        self.stderr = stderr
-        self.reason = reason or f"exited with status {returncode}"
-        super().__init__(str(self))
+        super().__init__(reason or f"exited with status {returncode}", argv=argv, host=host,
+                         returncode=returncode, stderr=stderr)
 
-    def __str__(self) -> str:
-        detail = " ".join(self.stderr.split())
-        if len(detail) > 300:
-            detail = detail[:297] + "..."
-        cmd = " ".join(self.argv)
-        return f"[{self.host}] `{cmd}` {self.reason}" + (f": {detail}" if detail else "")
+    @classmethod
+    def of(cls, e: KernelError) -> Self:
+        return cls(e.argv, e.host, e.returncode, e.stderr, e.reason)
 
 
 def _find(program: str) -> bool:

@@ -18,7 +18,8 @@ from nat.entry import Entry
 from nat.listing import render
 from nat.packet import MalformedPacket, Packet, parse
 
-Status = Literal["MATCH", "MISMATCH", "XFAIL", "XPASS", "ERROR"]
+Verdict = Literal["MATCH", "MISMATCH", "XFAIL", "XPASS", "ERROR"]
+"""A run's verdict (named apart from nat.status.Status, the conntrack IPS_* bits)."""
 
 # `conntrack -L` shows floor(remaining); the snapshot is taken a little after the model's
 # snapshot time and the kernel's jiffies tick at HZ: allow 2 s below and 1 s above.
@@ -147,7 +148,7 @@ def _l4_diffs(where: str, k: Packet, m: Packet) -> list[Diff]:
             for f in fields(k.l4) if getattr(k.l4, f.name) != getattr(m.l4, f.name)]
 
 
-def verdict(diffs: list[Diff], xfail: str | None, error: str | None = None) -> Status:
+def verdict(diffs: list[Diff], xfail: str | None, error: str | None = None) -> Verdict:
     """MATCH / MISMATCH; XFAIL when a declared divergence shows; XPASS when it does not."""
     if error is not None:
         return "ERROR"

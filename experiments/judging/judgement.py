@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.judging.compare import Diff, Status, compare_conntrack, compare_packets, verdict
+from experiments.judging.compare import Diff, Verdict, compare_conntrack, compare_packets, verdict
 from experiments.judging.replay import Prediction, replay
 from experiments.model_config import model_config
 from experiments.observed import FINAL, Observed, Received
 from experiments.spec import Spec
 from nat.entry import Entry
-from nat.listing import parse_pattern, render
+from nat.listing import parse_pattern
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,12 @@ class ExpectResult:
 @dataclass(frozen=True)
 class Judgement:
     name: str
-    status: Status
+    status: Verdict
     diffs: tuple[Diff, ...]
     expect: ExpectResult
     prediction: Prediction
-    kernel_conntrack: tuple[str, ...]
-    model_conntrack: tuple[str, ...]
+    kernel_conntrack: tuple[Entry, ...]     # the kernel's table at the end, as parsed
+    model_conntrack: tuple[Entry, ...]      # the model's table at the end
     xfail: str | None = None
     notes: tuple[str, ...] = field(default=())
 
@@ -82,8 +82,8 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
         diffs=tuple(diffs),
         expect=check_expect(spec, final_kernel, observed.received),
         prediction=prediction,
-        kernel_conntrack=tuple(render(e) for e in final_kernel),
-        model_conntrack=tuple(render(e) for e in final_model),
+        kernel_conntrack=tuple(final_kernel),
+        model_conntrack=tuple(final_model),
         xfail=spec.xfail,
         notes=notes,
     )

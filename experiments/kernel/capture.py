@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.observed import WirePacket
-from topologies.hostexec import CommandError, HostHandle, terminate
+from topologies.hostexec import CommandError, HostHandle, KernelError, terminate
 
 Direction = Literal["in", "out"]
 
@@ -51,7 +51,7 @@ _MAGIC_USEC = 0xA1B2C3D4
 _MAGIC_NSEC = 0xA1B23C4D
 
 
-class CaptureError(Exception):
+class CaptureError(KernelError):
     """tcpdump failed to start, or a capture file is not one we can read (one line)."""
 
 
@@ -192,12 +192,14 @@ class Capture:
         while not self._listening.wait(0.005):
             if self._proc.poll() is not None:
                 self._reader.join(1.0)
-                raise CaptureError(f"[{self.host.name}] `{' '.join(self.argv)}` exited with "
-                                   f"status {self._proc.returncode}: {'; '.join(self._stderr)}")
+                raise CaptureError(f"exited with status {self._proc.returncode}",
+                                   argv=self.argv, host=self.host.name,
+                                   returncode=self._proc.returncode,
+                                   stderr="; ".join(self._stderr))
             if time.monotonic() > deadline:
                 self.stop()
-                raise CaptureError(f"[{self.host.name}] tcpdump did not report listening "
-                                   f"within {self.ready_timeout} s")
+                raise CaptureError(f"did not report listening within {self.ready_timeout} s",
+                                   argv=self.argv, host=self.host.name)
 
     def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None

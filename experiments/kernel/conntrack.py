@@ -25,7 +25,7 @@ from typing import IO, Literal
 
 from nat.entry import Entry
 from nat.listing import EntryPattern, parse_line, parse_pattern
-from topologies.hostexec import CommandError, HostHandle, terminate
+from topologies.hostexec import CommandError, HostHandle, KernelError, terminate
 
 EventType = Literal["NEW", "UPDATE", "DESTROY"]
 
@@ -40,7 +40,7 @@ MARKER_DST = "127.255.0.2"
 NETLINK_NETFILTER = 12  # include/uapi/linux/netlink.h
 
 
-class ObserveError(Exception):
+class ObserveError(KernelError):
     """A conntrack command failed; str() is one line naming the command, host and message."""
 
 
@@ -59,7 +59,7 @@ def snapshot(host: HostHandle, *, timeout: float = 10.0) -> tuple[list[str], lis
     try:
         proc = host.run(LIST, timeout=timeout)
     except CommandError as e:
-        raise ObserveError(str(e)) from None
+        raise ObserveError.of(e) from None
     lines = [ln for ln in proc.stdout.decode().splitlines()
              if ln.strip() and not _is_summary(ln)]
     return lines, [parse_line(ln) for ln in lines]
@@ -70,7 +70,7 @@ def flush(host: HostHandle) -> None:
     try:
         host.run(FLUSH)
     except CommandError as e:
-        raise ObserveError(str(e)) from None
+        raise ObserveError.of(e) from None
 
 
 @dataclass(frozen=True)
@@ -167,13 +167,14 @@ class EventLog:
         while netlink_socket_state(self._proc.pid) is None:
             if self._proc.poll() is not None:
                 self._close_files()
-                raise ObserveError(
-                    f"[{self.host.name}] `{' '.join(EVENTS)}` exited with status "
-                    f"{self._proc.returncode}: {_one_line(self._err_path.read_bytes())}")
+                raise ObserveError(f"exited with status {self._proc.returncode}",
+                                   argv=EVENTS, host=self.host.name,
+                                   returncode=self._proc.returncode,
+                                   stderr=_one_line(self._err_path.read_bytes()))
             if time.monotonic() > deadline:
                 self.stop()
-                raise ObserveError(f"[{self.host.name}] `{' '.join(EVENTS)}` did not subscribe "
-                                   f"to conntrack events within {self.ready_timeout} s")
+                raise ObserveError("did not subscribe to conntrack events within "
+                                   f"{self.ready_timeout} s", argv=EVENTS, host=self.host.name)
             time.sleep(0.002)
 
     def _marker(self, op: str, port: int) -> tuple[str, ...]:

@@ -16,27 +16,40 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Self
 
 from experiments.backends import BACKEND, TRANSLATE, BackendName
-from experiments.errors import UserError
 from nat.rules.builtin_chains import chain_names
-from topologies.hostexec import CommandError, HostHandle
+from topologies.hostexec import CommandError, HostHandle, KernelError
 
 # The sysctls every run records besides the ones a spec sets.
 RECORDED_SYSCTLS: tuple[str, ...] = ("net.netfilter", "net.ipv4.ip_forward")
 
 
-class RulesError(UserError):
-    """Loading rules or setting sysctls failed. str() is one line: the backend command, the
-    host and the kernel's (or tool's) message. A UserError: the spec's rules or sysctls are
-    what needs fixing."""
+class RulesError(KernelError):
+    """Loading rules or setting sysctls failed: a tool or the kernel refused the spec's rules
+    or sysctls, which is what needs fixing. str() is one line: the backend command, the host
+    and the kernel's (or tool's) message (`message`; the command's exit status and full stderr
+    are kept as in every `KernelError`)."""
 
-    def __init__(self, what: str, command: Iterable[str], host: str, message: str) -> None:
+    def __init__(self, what: str, command: Iterable[str], host: str, message: str,
+                 returncode: int | None = None, stderr: str = "") -> None:
         self.what = what
         self.command = tuple(command)
-        self.host = host
         self.message = message
-        super().__init__(str(self))
+        super().__init__(f"failed: {message}", argv=self.command, host=host,
+                         returncode=returncode, stderr=stderr)
+
+    @classmethod
+    def of(cls, e: KernelError) -> Self:
+        message = tool_message(e.stderr) if e.returncode is not None and e.stderr else e.reason
+        return cls("running", e.argv, e.host, message, e.returncode, e.stderr)
+
+    @classmethod
+    def refused(cls, what: str, command: Iterable[str], e: CommandError) -> RulesError:
+        """`command` failed in a host: the tool's own message (or why it never finished)."""
+        message = tool_message(e.stderr) if e.returncode is not None else str(e)
+        return cls(what, command, e.host, message, e.returncode, e.stderr)
 
     def __str__(self) -> str:
         return f"{self.what} on host {self.host}: `{' '.join(self.command)}` failed: {self.message}"
@@ -107,8 +120,7 @@ def translate(host: HostHandle, rules_text: str) -> str:
     try:
         proc = host.run(TRANSLATE, input=declare_builtin_chains(rules_text).encode())
     except CommandError as e:
-        raise RulesError("translating rules for nft", TRANSLATE, host.name,
-                         tool_message(e.stderr) if e.returncode is not None else str(e)) from None
+        raise RulesError.refused("translating rules for nft", TRANSLATE, e) from None
     return proc.stdout.decode()
 
 
@@ -135,8 +147,7 @@ def load_rules(host: HostHandle, backend: BackendName, rules_text: str,
         try:
             host.run(command, input=fed.encode())
         except CommandError as e:
-            msg = tool_message(e.stderr) if e.returncode is not None else str(e)
-            raise RulesError(f"loading {backend} rules", command, host.name, msg) from None
+            raise RulesError.refused(f"loading {backend} rules", command, e) from None
     return LoadedRuleset(host.name, backend, given, fed if fed.strip() else "", translation,
                          read_rules(host, backend), command)
 
@@ -149,8 +160,7 @@ def read_rules(host: HostHandle, backend: BackendName) -> str:
     try:
         proc = host.run(BACKEND[backend].save)
     except CommandError as e:
-        raise RulesError(f"reading {backend} rules", BACKEND[backend].save, host.name,
-                         tool_message(e.stderr) if e.returncode is not None else str(e)) from None
+        raise RulesError.refused(f"reading {backend} rules", BACKEND[backend].save, e) from None
     lines = proc.stdout.decode().splitlines()
     return "".join(ln + "\n" for ln in lines if not _DATE_COMMENT.match(ln))
 
@@ -165,9 +175,7 @@ def set_sysctls(host: HostHandle, mapping: Mapping[str, str]) -> dict[str, str]:
         try:
             proc = host.run(argv)
         except CommandError as e:
-            raise RulesError("setting a sysctl", argv, host.name,
-                             tool_message(e.stderr) if e.returncode is not None else str(e)
-                             ) from None
+            raise RulesError.refused("setting a sysctl", argv, e) from None
         if proc.stderr.strip():
             raise RulesError("setting a sysctl", argv, host.name, tool_message(proc.stderr))
     values = read_sysctls(host, mapping.keys())
@@ -188,8 +196,7 @@ def read_sysctls(host: HostHandle, names: Iterable[str]) -> dict[str, str]:
     try:
         proc = host.run(argv)
     except CommandError as e:
-        raise RulesError("reading sysctls", argv, host.name,
-                         tool_message(e.stderr) if e.returncode is not None else str(e)) from None
+        raise RulesError.refused("reading sysctls", argv, e) from None
     values: dict[str, str] = {}
     for line in proc.stdout.decode().splitlines():
         key, sep, value = line.partition(" = ")
@@ -211,7 +218,7 @@ def clear_rules(host: HostHandle, backend: BackendName) -> None:
         try:
             host.run(argv)
         except CommandError as e:
-            raise RulesError("clearing rules", argv, host.name, tool_message(e.stderr)) from None
+            raise RulesError.refused("clearing rules", argv, e) from None
         return
     # Restoring a table without --noflush empties it and deletes its own chains. Only the
     # tables that exist: naming a table to iptables-legacy would create it (and its hooks).
@@ -225,4 +232,4 @@ def clear_rules(host: HostHandle, backend: BackendName) -> None:
         try:
             host.run(command, input=text.encode())
         except CommandError as e:
-            raise RulesError("clearing rules", command, host.name, tool_message(e.stderr)) from None
+            raise RulesError.refused("clearing rules", command, e) from None

@@ -50,7 +50,7 @@ from experiments.kernel.protocol import (
 from experiments.observed import Received
 from experiments.plan import PING_PAYLOAD, Checkpoint, Ping, RawPacket, Sleep, TcpFlow, UdpFlow
 from topologies.description import Topology
-from topologies.hostexec import HostHandle
+from topologies.hostexec import HostHandle, KernelError
 
 AGENT_ARGV: tuple[str, ...] = (sys.executable, "-m", "experiments.kernel.agent")
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
@@ -74,8 +74,9 @@ Seen = Event | AgentExit | Garbage
 E = TypeVar("E")
 
 
-class TrafficError(Exception):
-    """An agent could not be started or stopped responding (one line, names the host)."""
+class TrafficError(KernelError):
+    """An agent could not be started, stopped responding or reported a failed command (one
+    line, names the host and, where it is the agent's own doing, its argv and stderr)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class _Agent:
     def __init__(self, host: HostHandle, argv: Sequence[str], sink: Callable[[str, Seen], None]
                  ) -> None:
         self.host = host
+        self.argv = tuple(argv)
         self.proc = host.popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
         self._sink = sink
@@ -143,14 +145,15 @@ class _Agent:
     def send(self, line: str) -> None:
         stdin: IO[bytes] | None = self.proc.stdin
         if stdin is None or self.proc.poll() is not None:
-            raise TrafficError(f"[{self.host.name}] the traffic agent is not running "
-                               f"(status {self.proc.returncode}): {self.stderr}")
+            raise TrafficError(f"is not running (status {self.proc.returncode})",
+                               argv=self.argv, host=self.host.name,
+                               returncode=self.proc.returncode, stderr=self.stderr)
         try:
             stdin.write((line + "\n").encode())
             stdin.flush()
         except BrokenPipeError:
-            raise TrafficError(f"[{self.host.name}] the traffic agent went away: "
-                               f"{self.stderr}") from None
+            raise TrafficError("went away", argv=self.argv, host=self.host.name,
+                               returncode=self.proc.poll(), stderr=self.stderr) from None
 
     def stop(self, timeout: float = 2.0) -> None:
         if self.proc.poll() is None:
@@ -210,8 +213,11 @@ class Traffic:
                 ok = self._wait(_started(name), self.start_timeout)
                 ready = ok and any(h == name and isinstance(e, Ready) for h, e in self._events)
                 if not ready:
-                    raise TrafficError(f"[{name}] the traffic agent did not start: "
-                                       f"{self._agents[name].stderr or 'no message'}")
+                    agent = self._agents[name]
+                    raise TrafficError("did not start" + ("" if agent.stderr else
+                                                          " (no message)"),
+                                       argv=agent.argv, host=name,
+                                       returncode=agent.proc.poll(), stderr=agent.stderr)
         except BaseException:
             self.stop()
             raise
@@ -270,11 +276,12 @@ class Traffic:
         ev = self._first_any(pos, lambda h, e: h == host and (
             isinstance(e, AgentExit) or isinstance(e, Ok | Error) and e.id == cmd_id), timeout)
         if ev is None:
-            raise TrafficError(f"[{host}] the traffic agent did not answer {op} within "
-                               f"{timeout} s")
+            raise TrafficError(f"did not answer {op} within {timeout} s",
+                               argv=self._agents[host].argv, host=host)
         if isinstance(ev, AgentExit):
-            raise TrafficError(f"[{host}] the traffic agent exited during {op}: "
-                               f"{self._agents[host].stderr}")
+            agent = self._agents[host]
+            raise TrafficError(f"exited during {op}", argv=agent.argv, host=host,
+                               returncode=agent.proc.poll(), stderr=agent.stderr)
         assert isinstance(ev, Ok | Error)
         return ev
 
@@ -479,7 +486,7 @@ class Traffic:
     @staticmethod
     def _check(ev: Ok | Error, host: str) -> None:
         if isinstance(ev, Error):
-            raise TrafficError(f"[{host}] agent command failed: {ev.errno} {ev.message}")
+            raise TrafficError(f"agent command failed: {ev.errno} {ev.message}", host=host)
 
     # ---- what the hosts got ------------------------------------------------------------------
 

@@ -70,9 +70,21 @@ def tool_versions() -> dict[str, str]:
     return {key: _first_line(argv) for key, argv in _COMMANDS.items()}
 
 
+def machine_facts() -> dict[str, str]:
+    """The machine a result was measured on: Python, kernel release (uname -r), CPUs and
+    architecture. Bundles (through `Versions`) and `natlab bench` both take them from here."""
+    return {
+        "python": platform.python_version(),
+        "kernel": os.uname().release,
+        "cpus": str(os.cpu_count() or "?"),
+        "machine": platform.machine(),
+    }
+
+
 def collect_versions() -> Versions:
     """Every version: the tools' (cached), natlab's and the checkout's commit (read now)."""
     tools = tool_versions()
+    machine = machine_facts()
     try:
         natlab = importlib.metadata.version("natlab")
     except importlib.metadata.PackageNotFoundError:
@@ -84,14 +96,14 @@ def collect_versions() -> Versions:
         status = _git(root, "status", "--porcelain", "--untracked-files=no")
         dirty = None if status is None else bool(status)
     return Versions(
-        kernel=os.uname().release,
+        kernel=machine["kernel"],
         iptables=tools["iptables"],
         iptables_legacy=tools["iptables_legacy"],
         nft=tools["nft"],
         conntrack=tools["conntrack"],
         tcpdump=tools["tcpdump"],
         mininet=tools["mininet"],
-        python=platform.python_version(),
+        python=machine["python"],
         natlab=natlab,
         git_commit=commit,
         git_dirty=dirty,

@@ -1,10 +1,11 @@
 """What `natlab` prints: conntrack tables, received traffic, journeys, kernel | model.
 
-Rendering only, with rich. The inputs are the plain values the runs produce: `conntrack -L`
-lines (split here into columns for display; comparisons parse them properly elsewhere),
-records of received traffic (anything with host/proto/src/dst/sport/dport/payload
-attributes), and differences (anything with where/field/kernel/model, like
-`experiments.judging.compare.Diff`). `to_jsonable` turns the same values into JSON for `--json`.
+Rendering only, with rich. The inputs are the plain values the runs produce: conntrack
+entries (`nat.entry.Entry`, what both the one `conntrack -L` parser, nat/listing.py, and the
+model produce; shown in columns, in nat.listing's words), records of received traffic
+(anything with host/proto/src/dst/sport/dport/payload attributes), and differences (anything
+with where/field/kernel/model, like `experiments.judging.compare.Diff`). `to_jsonable` turns
+the same values into JSON for `--json`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from typing import Any, Protocol
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from nat.entry import Entry
+from nat.listing import PORT_PROTOS, l4_name, render
+from nat.tuple import Proto, Tuple
 
 DIFF_STYLE = "bold red"
 MISSING = "(none)"
@@ -39,70 +44,50 @@ class DiffLike(Protocol):
     def model(self) -> str: ...
 
 
-# --- conntrack lines -----------------------------------------------------------------------
+# --- conntrack entries ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ConntrackRow:
-    """A `conntrack -L` line cut into the columns a person reads."""
+    """A conntrack entry cut into the columns a person reads."""
 
-    line: str
+    line: str                # the entry as `conntrack -L` prints it (nat.listing.render)
     proto: str
     timeout: str
     state: str
     original: str
     reply: str
     flags: tuple[str, ...]
-    extra: tuple[str, ...]  # mark=, zone=, use=, ... as printed
+    extra: tuple[str, ...]   # zone-orig=, zone-reply=, mark=, zone=, use=, id= as printed
 
     @property
     def key(self) -> str:
-        """What pairs a kernel line with a model line: protocol and original tuple."""
+        """What pairs a kernel entry with a model entry: protocol and original tuple."""
         return f"{self.proto} {self.original}"
 
 
-def split_line(line: str) -> ConntrackRow:
-    """Cut one `conntrack -L` line into columns. Never fails: unknown text lands in `extra`."""
-    tokens = line.split()
-    if tokens and tokens[0] in ("ipv4", "ipv6") and len(tokens) > 2:
-        tokens = tokens[2:]  # `-o extended`
-    proto = tokens[0] if tokens else ""
-    rest = tokens[2:] if len(tokens) > 1 and tokens[1].isdigit() else tokens[1:]
-    timeout = state = ""
-    if rest and rest[0].isdigit():
-        timeout, rest = rest[0], rest[1:]
-    if rest and "=" not in rest[0] and not rest[0].startswith("["):
-        state, rest = rest[0], rest[1:]
-    tuples: list[dict[str, str]] = []
-    flags: list[str] = []
-    extra: list[str] = []
-    for token in rest:
-        key, sep, value = token.partition("=")
-        if token.startswith("[") and token.endswith("]"):
-            flags.append(token[1:-1])
-        elif sep and key == "src":
-            tuples.append({"src": value})
-        elif sep and tuples and key not in tuples[-1] and (
-                key in ("dst", "sport", "dport", "type", "code")
-                or (key == "id" and "type" in tuples[-1])):
-            tuples[-1][key] = value
-        else:
-            extra.append(token)
-    shown = [_tuple_text(t) for t in tuples[:2]]
-    shown += [""] * (2 - len(shown))
-    extra += [_tuple_text(t) for t in tuples[2:]]
-    return ConntrackRow(line, proto, timeout, state, shown[0], shown[1], tuple(flags),
-                        tuple(extra))
+def entry_row(entry: Entry) -> ConntrackRow:
+    """One entry in columns. The words are nat.listing's, so the table shows what
+    `conntrack -L` prints, and nothing here reads the text form back."""
+    flags = (("UNREPLIED",) if entry.unreplied else ()) + (("ASSURED",) if entry.assured else ())
+    extra = [f"zone-orig={entry.zone_orig}" if entry.zone_orig is not None else "",
+             f"zone-reply={entry.zone_reply}" if entry.zone_reply is not None else "",
+             f"mark={entry.mark}", f"zone={entry.zone}" if entry.zone else "",
+             f"use={1 if entry.use is None else entry.use}",
+             f"id={entry.id}" if entry.id is not None else ""]
+    return ConntrackRow(render(entry), l4_name(entry.proto),
+                        "" if entry.timeout is None else str(entry.timeout),
+                        "" if entry.state is None else entry.state.name,
+                        _tuple_text(entry.orig), _tuple_text(entry.reply), flags,
+                        tuple(x for x in extra if x))
 
 
-def _tuple_text(t: Mapping[str, str]) -> str:
-    if "sport" in t or "dport" in t:
-        src = f"{t.get('src', '?')}:{t.get('sport', '?')}"
-        return f"{src} → {t.get('dst', '?')}:{t.get('dport', '?')}"
-    if "type" in t:
-        icmp = f"type {t['type']} code {t.get('code', '?')} id {t.get('id', '?')}"
-        return f"{t.get('src', '?')} → {t.get('dst', '?')} {icmp}"
-    return f"{t.get('src', '?')} → {t.get('dst', '?')}"
+def _tuple_text(t: Tuple) -> str:
+    if t.proto in PORT_PROTOS:
+        return f"{t.src}:{t.sport} → {t.dst}:{t.dport}"
+    if t.proto == Proto.ICMP:
+        return f"{t.src} → {t.dst} type {t.icmp_type} code {t.icmp_code} id {t.icmp_id}"
+    return f"{t.src} → {t.dst}"
 
 
 def _noise(word: str) -> bool:
@@ -110,7 +95,7 @@ def _noise(word: str) -> bool:
     return word == "mark=0" or word.startswith("use=")
 
 
-def conntrack_table(lines: Sequence[str], title: str = "conntrack") -> Table:
+def conntrack_table(entries: Sequence[Entry], title: str = "conntrack") -> Table:
     """One row per entry: proto, state, timeout, original tuple, reply tuple, flags."""
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("proto")
@@ -119,11 +104,11 @@ def conntrack_table(lines: Sequence[str], title: str = "conntrack") -> Table:
     table.add_column("original", no_wrap=True)
     table.add_column("reply", no_wrap=True)
     table.add_column("flags")
-    for line in lines:
-        row = split_line(line)
+    for entry in entries:
+        row = entry_row(entry)
         table.add_row(row.proto, row.state, row.timeout, row.original, row.reply,
                       " ".join([*row.flags, *(x for x in row.extra if not _noise(x))]))
-    if not lines:
+    if not entries:
         table.add_row("", "", "", "(no entries)", "", "")
     return table
 
@@ -195,7 +180,7 @@ def payload_text(payload: object, limit: int = 60) -> str:
 # --- kernel | model ------------------------------------------------------------------------
 
 
-def side_by_side(kernel_lines: Sequence[str], model_lines: Sequence[str],
+def side_by_side(kernel: Sequence[Entry], model: Sequence[Entry],
                  diffs: Sequence[DiffLike]) -> Table:
     """The kernel's and the model's conntrack entries next to each other, paired by
     original tuple; tokens that differ are highlighted. The field-level differences follow
@@ -204,8 +189,8 @@ def side_by_side(kernel_lines: Sequence[str], model_lines: Sequence[str],
     table.add_column("entry")
     table.add_column("kernel")
     table.add_column("model")
-    kernel_rows = [split_line(x) for x in kernel_lines]
-    model_rows = [split_line(x) for x in model_lines]
+    kernel_rows = [entry_row(e) for e in kernel]
+    model_rows = [entry_row(e) for e in model]
     unpaired = list(model_rows)
     for k in kernel_rows:
         m = next((r for r in unpaired if r.key == k.key), None)

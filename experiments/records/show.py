@@ -72,7 +72,7 @@ def run_json(rec: RunRecord) -> str:
             "checkpoints": {s.name: list(s.lines) for s in rec.checkpoints},
             "received": rec.received,
         },
-        "model": {"conntrack": list(j.model_conntrack)},
+        "model": {"conntrack": [render(e) for e in j.model_conntrack]},
         "bundle": rec.bundle,
     })
 
@@ -83,9 +83,9 @@ def run_text(out: Console, rec: RunRecord, verbose: bool) -> str:
     with out.capture() as captured:
         heading(out, rec.spec, "kernel and model")
         for snap in rec.checkpoints:
-            out.print(conntrack_table(list(snap.lines),
+            out.print(conntrack_table(snap.entries(),
                                       f"kernel: conntrack at checkpoint {snap.name!r}"))
-        out.print(side_by_side(list(j.kernel_conntrack), list(j.model_conntrack),
+        out.print(side_by_side(j.kernel_conntrack, j.model_conntrack,
                                list(j.diffs)))
         out.print(received_table(rec.received, "kernel: received by the hosts"))
         if verbose:
@@ -120,7 +120,7 @@ def show_model(out: Console, spec: Spec, result: ModelResult) -> None:
     for j in result.journeys:
         out.print(j.render(), markup=False, highlight=False, soft_wrap=True)
     for name, entries in result.checkpoints:
-        out.print(conntrack_table([render(e) for e in entries],
+        out.print(conntrack_table(entries,
                                   f"model: conntrack at checkpoint {name!r}"))
-    out.print(conntrack_table(result.conntrack_lines, "model: conntrack at the end"))
+    out.print(conntrack_table(result.entries, "model: conntrack at the end"))
     out.print(received_table(result.received, "model: received by the hosts"))

@@ -9,6 +9,9 @@ import re
 import pytest
 
 from experiments import bench
+from experiments import bench_measure as measure
+from experiments import bench_workload as workload
+from experiments.bench_report import FORMAT
 from experiments.cli import main as natlab_main
 from experiments.errors import UserError
 from nat.listing import parse_listing, render
@@ -43,6 +46,11 @@ def test_json_output_has_rates_for_each_size(capsys: pytest.CaptureFixture[str])
     assert [r["entries"] for r in res["listing"]] == [40]
     assert [s["name"] for s in res["specs"]] == ["seed-dnat-udp"]
     assert res["specs"][0]["kernel_seconds"] is None
+    # Versioned, with the machine facts and versions a bundle records.
+    assert res["format"] == FORMAT == 1
+    assert set(res["machine"]) == {"python", "kernel", "cpus", "machine"}
+    assert res["versions"]["kernel"] == res["machine"]["kernel"]
+    assert {"natlab", "git_commit", "conntrack"} <= set(res["versions"])
 
 
 def test_only_selects_measurements(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,27 +68,27 @@ def test_bad_arguments_are_usage_errors() -> None:
 
 
 def test_replay_workload_is_what_it_claims() -> None:
-    flows = bench.make_flows(200)
+    flows = workload.make_flows(200)
     assert len({(f.proto, f.client, f.sport, f.server, f.dport) for f in flows}) == 200
     assert sum(f.proto is Proto.UDP for f in flows) == 100
-    row, gw, now = bench.measure_replay(200, 400)
+    row, gw, now = measure.measure_replay(200, 400)
     assert row.entries == len(gw.table) == 200
     assert row.steady_packets == 400 and row.open_packets == 100 * 2 + 100 * 3
     entries = gw.entries(now)
     assert all(not e.unreplied for e in entries)          # every flow saw its answer
-    assert all(e.reply.dst == bench.OUTSIDE for e in entries)    # all masqueraded
+    assert all(e.reply.dst == workload.OUTSIDE for e in entries)    # all masqueraded
     assert parse_listing("\n".join(render(e) for e in entries)) == entries
 
 
 def test_same_port_clients_all_get_distinct_outside_ports() -> None:
-    row = bench.measure_search(30)
+    row = measure.measure_search(30)
     assert row.clients == 30 and row.remapped == 29     # the first keeps its port
 
 
 def test_a_packet_the_model_does_not_forward_stops_the_bench() -> None:
-    gw = bench.masquerade_gateway()
-    stray = bench.Flow(Proto.TCP, bench.client_address(0), 40001, bench.server_address(0), 80,
-                       outside_port=40001)
-    answer, iface = bench.steady_packets([stray], 2)[1]    # an ACK for no connection
-    with pytest.raises(bench.BenchError, match="did not forward"):
-        bench.Timer().send(gw, answer, iface, 1.0)
+    gw = workload.masquerade_gateway()
+    stray = workload.Flow(Proto.TCP, workload.client_address(0), 40001,
+                          workload.server_address(0), 80, outside_port=40001)
+    answer, iface = workload.steady_packets([stray], 2)[1]    # an ACK for no connection
+    with pytest.raises(workload.BenchError, match="did not forward"):
+        workload.Timer().send(gw, answer, iface, 1.0)

@@ -129,8 +129,8 @@ def test_masquerade_clash_follows_the_kernels_port() -> None:
     assert "1024-65535" in choice.allowed
     kernel_port = int(choice.kernel.split("sport=")[1].split()[0])
     assert 1024 <= kernel_port <= 65535 and kernel_port != 40000
-    remapped = [line for line in j.model_conntrack if f"dport={kernel_port}" in line]
-    assert len(remapped) == 1 and "src=192.168.1.12 " in remapped[0]
+    remapped = [e for e in j.model_conntrack if e.reply.dport == kernel_port]
+    assert len(remapped) == 1 and str(remapped[0].orig.src) == "192.168.1.12"
 
 
 def test_icmp_error_is_translated_inside_and_out() -> None:

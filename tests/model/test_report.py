@@ -1,4 +1,4 @@
-"""Rendering: conntrack lines cut into columns, received traffic, kernel | model."""
+"""Rendering: conntrack entries in columns, received traffic, kernel | model."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from rich.text import Text
 
 from experiments.records.report import (
     conntrack_table,
+    entry_row,
     payload_text,
     received_rows,
     render_text,
     side_by_side,
-    split_line,
     to_jsonable,
 )
+from nat.listing import parse_line
 from nat.status import TcpState
 
 UDP = ("udp      17 29 src=203.0.113.10 dst=192.168.1.9 sport=37611 dport=9999 "
@@ -38,36 +39,38 @@ class Diff:
     model: str
 
 
-def test_split_tcp_line() -> None:
-    row = split_line(TCP)
+def test_tcp_entry_in_columns() -> None:
+    row = entry_row(parse_line(TCP))
     assert (row.proto, row.timeout, row.state) == ("tcp", "119", "TIME_WAIT")
     assert row.original == "192.168.1.8:37611 → 203.0.113.10:443"
     assert row.reply == "203.0.113.10:443 → 203.0.113.1:37611"
     assert row.flags == ("ASSURED",)
     assert row.extra == ("mark=0", "use=1")
+    assert row.line.split() == TCP.split()
 
 
-def test_split_icmp_line_keeps_the_entry_id_apart() -> None:
-    row = split_line(ICMP)
+def test_icmp_entry_keeps_the_entry_id_apart() -> None:
+    row = entry_row(parse_line(ICMP))
     assert row.original == "192.0.2.10 → 198.51.100.2 type 8 code 0 id 19021"
     assert row.reply == "198.51.100.2 → 198.51.100.1 type 0 code 0 id 19021"
     assert row.extra[-1] == "id=3049959454"
 
 
-def test_split_extended_and_timeoutless_lines() -> None:
-    row = split_line("ipv4     2 " + UDP)
+def test_extended_and_timeoutless_entries() -> None:
+    row = entry_row(parse_line("ipv4     2 " + UDP))
     assert (row.proto, row.timeout) == ("udp", "29")
-    row = split_line("tcp 6 TIME_WAIT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 "
-                     "src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1")
+    row = entry_row(parse_line("tcp 6 TIME_WAIT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 "
+                               "src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 use=1"))
     assert (row.timeout, row.state) == ("", "TIME_WAIT")
-    assert split_line("").proto == ""  # never raises
+    row = entry_row(parse_line(UDP.replace("mark=0", "mark=0 zone=3")))
+    assert "zone=3" in row.extra
 
 
 def test_conntrack_table_hides_only_noise() -> None:
-    text = render_text(conntrack_table([UDP_MODEL, TCP], "t"))
+    text = render_text(conntrack_table([parse_line(UDP_MODEL), parse_line(TCP)], "t"))
     assert "UNREPLIED" in text and "ASSURED" in text and "TIME_WAIT" in text
     assert "mark=0" not in text and "use=1" not in text
-    assert "mark=7" in render_text(conntrack_table([UDP.replace("mark=0", "mark=7")]))
+    assert "mark=7" in render_text(conntrack_table([parse_line(UDP.replace("mark=0", "mark=7"))]))
     assert "(no entries)" in render_text(conntrack_table([]))
 
 
@@ -103,7 +106,8 @@ def test_payload_text_is_one_short_line() -> None:
 def test_side_by_side_pairs_by_original_tuple_and_lists_diffs() -> None:
     diffs = [Diff("conntrack final: udp 203.0.113.10:37611 -> 192.168.1.9:9999", "unreplied",
                   "False", "True")]
-    table = side_by_side([UDP, ICMP], [TCP, UDP_MODEL], diffs)
+    table = side_by_side([parse_line(UDP), parse_line(ICMP)],
+                         [parse_line(TCP), parse_line(UDP_MODEL)], diffs)
     text = render_text(table, width=400)
     rows = [ln for ln in text.splitlines() if "│" in ln]
     udp_row = next(ln for ln in rows if "udp 203.0.113.10:37611" in ln)

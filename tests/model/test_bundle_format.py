@@ -1,0 +1,91 @@
+"""Reading bundles: a format this natlab does not know, or a bundle without meta.json, is
+refused by `natlab judge` in one line (exit status 2); the golden bundles (format 1) still
+re-judge to exactly what was recorded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experiments.bundle_format import FORMAT, READABLE_FORMATS
+from experiments.cli import main
+from experiments.records.bundle import judge, verdict_json
+
+GOLDEN = Path(__file__).parent / "golden"
+BUNDLES = sorted(p for p in GOLDEN.iterdir() if p.is_dir())
+
+
+def _copy(tmp_path: Path, name: str = "seed-dnat-udp") -> Path:
+    bundle = tmp_path / name
+    shutil.copytree(GOLDEN / name, bundle)
+    return bundle
+
+
+def _set_format(bundle: Path, value: object) -> None:
+    meta_path = bundle / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = value
+    meta_path.write_text(json.dumps(meta))
+
+
+def _judge_refuses(bundle: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["judge", str(bundle)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert lines[0].startswith(f"natlab: {bundle}: ")
+    return lines[0]
+
+
+def test_a_newer_format_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy(tmp_path)
+    _set_format(bundle, 99)
+    line = _judge_refuses(bundle, capsys)
+    assert "format 99 is unknown to this natlab" in line and "a newer natlab wrote it" in line
+
+
+@pytest.mark.parametrize("value", ["x", "1", None, True, 1.0])
+def test_a_format_that_is_no_version_is_refused(tmp_path: Path, value: object,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy(tmp_path)
+    _set_format(bundle, value)
+    line = _judge_refuses(bundle, capsys)
+    assert f"format {value!r} is not a bundle format version" in line
+
+
+def test_a_format_older_than_any_is_refused(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy(tmp_path)
+    _set_format(bundle, 0)
+    assert "not a natlab bundle" in _judge_refuses(bundle, capsys)
+
+
+def test_a_bundle_without_meta_json_is_refused(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy(tmp_path)
+    (bundle / "meta.json").unlink()
+    line = _judge_refuses(bundle, capsys)
+    assert "not a readable natlab bundle" in line and "meta.json" in line
+
+
+def test_meta_json_that_is_not_json_is_refused(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy(tmp_path)
+    (bundle / "meta.json").write_text("{format: 1")
+    assert "not a readable natlab bundle" in _judge_refuses(bundle, capsys)
+
+
+def test_the_golden_bundles_are_format_1_which_stays_readable() -> None:
+    assert {json.loads((b / "meta.json").read_text())["format"] for b in BUNDLES} == {1}
+    assert 1 in READABLE_FORMATS and FORMAT in READABLE_FORMATS
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_golden_bundles_rejudge_exactly_as_recorded(bundle: Path) -> None:
+    """The whole verdict document (verdict, diffs, expect, notes), not just the verdict."""
+    recorded = json.loads((bundle / "verdict.json").read_text())
+    assert verdict_json(judge(bundle).judgement) == recorded
