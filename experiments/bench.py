@@ -33,6 +33,8 @@ import os
 import time
 from collections.abc import Callable
 
+from rich.console import Console
+
 from experiments.bench_measure import (
     Results,
     measure_listing,
@@ -126,8 +128,6 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:      # --help (0) or a usage error (2), printed by argparse
         return e.code if isinstance(e.code, int) else 2
-    from rich.console import Console
-
     console = Console(highlight=False, width=None if os.isatty(1) else 160)
     err = Console(stderr=True, highlight=False)
     quiet = args.json or not err.is_terminal

@@ -51,8 +51,11 @@ from experiments.spec_model import (
     TcpStep,
     UdpStep,
 )
+from nat.listing import ListingError, parse_pattern
+from nat.packet import MalformedPacket, parse
+from nat.sysctl import Sysctls
 from topologies.description import Topology
-from topologies.inline import TopologyError, topology_from_mapping
+from topologies.inline import TopologyError, topology_from_mapping, topology_to_mapping
 from topologies.presets import PRESETS, preset
 
 __all__ = [
@@ -242,8 +245,6 @@ def _steps(path: Path, value: Any) -> tuple[Step, ...]:
 
 
 def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
-    from nat.sysctl import Sysctls
-
     out: dict[str, str] = {}
     for key, value in values.items():
         where = f"sysctls.{toml_key(key)}"
@@ -390,8 +391,6 @@ def _check_raw(path: Path, w: str, step: RawStep, target: Any) -> None:
         if len(text) < 40 or text[0] != "4":
             raise SpecError(path, f"{w}.hex", "not an IPv4 packet (needs at least a 20-byte "
                             "header starting with version 4)")
-        from nat.packet import MalformedPacket, parse
-
         try:  # the packet is rebuilt from its parsed form to be sent and replayed
             parse(bytes.fromhex(text))
         except MalformedPacket as e:
@@ -441,8 +440,6 @@ def _check_raw(path: Path, w: str, step: RawStep, target: Any) -> None:
 def conntrack_line_problem(line: str) -> str | None:
     """Why `line` is not an expected `conntrack -L` line (None if it is one), by the grammar
     of nat.listing.parse_pattern: timeout, TCP state, mark and use may be left out."""
-    from nat.listing import ListingError, parse_pattern
-
     try:
         parse_pattern(line)
     except ListingError as e:
@@ -522,8 +519,6 @@ def _show(value: object) -> str:
 def spec_to_mapping(spec: Spec) -> dict[str, Any]:
     """The spec as TOML-shaped data (keys as a spec file spells them, no None values);
     `spec_from_mapping` reads it back equal. A preset topology stays a preset name."""
-    from topologies.inline import topology_to_mapping
-
     out: dict[str, Any] = {"name": spec.name}
     if spec.description:
         out["description"] = spec.description
