@@ -192,6 +192,40 @@ def test_quoted_tcp_with_19_bytes_keeps_its_checksum() -> None:
     assert out[22:] == inner.to_bytes()[22:]
 
 
+def test_quote_ending_after_the_first_checksum_byte_keeps_its_length() -> None:
+    """Hypothesis' example: an ICMP error (65 bytes) quoting 37 bytes of a DNATed TCP segment,
+    20 of IP and 17 of TCP, the quote ending after the first byte of the TCP checksum (0x0f of
+    0x0fbc). tcp_manip_pkt sees skb->len < hdroff + 20, rewrites only the port, and nothing in
+    nf_nat_icmp_reply_translation changes the length: the error comes out 65 bytes long, the
+    quote still ending in that single 0x0f."""
+    sent = bytes.fromhex(                     # the segment as the client sent it (81 bytes)
+        "45000051000000000106b9a80000000000000000"
+        "000000000000000000000000f00000000fbc0000" + "00" * 41)
+    pkt = parse(sent)
+    orig = get_tuple(pkt)
+    assert orig is not None
+    forwarded = manip_pkt(pkt, orig.with_dst(A("0.0.0.0"), 0), ManipType.DST)
+    error = bytes.fromhex(
+        "4500004100004000010179bd0000000000000000"       # outer IPv4, total length 65
+        "0300fdfe00000000"                               # port unreachable (type 3, code 0)
+        "45000051000000000106b9a80000000000000000"       # quoted IPv4 header
+        "000000000000000000000000f00000000f")            # 17 bytes of TCP: ... window, 0x0f
+    assert error[28:] == forwarded.to_bytes()[:37]
+    out = icmp_reply_translation(parse(error), orig, ManipType.DST, invert(orig), ManipType.SRC)
+    assert out.ip.total_length == 65
+    assert out.to_bytes() == error                   # NAT to the same address and port
+    assert checksums_ok(out)["ip"]
+    # The same segment DNATed for real (to 10.0.0.8:8080): the error about it comes back with
+    # the original address and port, the lone checksum byte as the forwarded segment had it.
+    forwarded = manip_pkt(pkt, orig.with_dst(A("10.0.0.8"), 8080), ManipType.DST)
+    assert forwarded.to_bytes()[36] != sent[36]
+    error2 = icmp_error(A("10.0.0.8"), A("0.0.0.0"), 3, 0, forwarded.to_bytes()[:37], 1)
+    out = icmp_reply_translation(error2, orig, ManipType.DST, invert(orig), ManipType.SRC)
+    assert out.ip.total_length == 65
+    assert out.payload == sent[:36] + forwarded.to_bytes()[36:37]
+    assert checksums_ok(out)["ip"]
+
+
 def test_too_short_for_the_rewrite_raises() -> None:
     inner = parse(bytes.fromhex("4500001c0000400040110000c0000202c6336402") + b"\x9c\x40",
                   quoted=True)
@@ -257,7 +291,10 @@ def test_icmp_error_about_a_translated_packet_translates_back(
         # The quote holds the TCP checksum (or its first byte) but not the whole 20-byte
         # header: tcp_manip_pkt changes only the port, so the checksum stays as the
         # translated packet had it.
+        # With 17 bytes only the checksum's first byte is quoted: the slice stops at the quote's
+        # end (NAT rewrites in place, the error keeps its length).
         at = pkt.ip.header_length + 16
-        expected_quote[at:at + 2] = forwarded.to_bytes()[at:at + 2]
+        end = min(at + 2, keep)
+        expected_quote[at:end] = forwarded.to_bytes()[at:end]
     assert out == icmp_error(expected_src, expected_dst, err_type, err_code,
                              bytes(expected_quote), ttl)
