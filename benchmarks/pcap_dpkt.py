@@ -11,7 +11,7 @@ from pathlib import Path
 import dpkt
 from experiments.craft import udp, tcp
 from experiments.kernel.capture import (parse_sll2_capture, write_raw_pcap, read_raw_pcap,
-    _read_pcap, LINKTYPE_LINUX_SLL2, SLL2_HEADER_LEN, PACKET_OUTGOING, ETH_P_IP,
+    LINKTYPE_LINUX_SLL2, SLL2_HEADER_LEN, PACKET_OUTGOING, ETH_P_IP,
     _MAGIC_NSEC, CapturedPacket)
 from ipaddress import IPv4Address as A
 
