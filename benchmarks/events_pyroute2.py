@@ -11,12 +11,13 @@ time until all N NEW events were received (10-s cap), the listener's CPU, the pa
 only decodes the messages (type and original tuple), less work than the text parse gives.
 Rounds: ROUNDS (default 3); FORCE=1 sets SO_RCVBUFFORCE 8 MiB on pyroute2's socket.
 """
-import os, secrets, subprocess, sys, time
+import os, secrets, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 from experiments.kernel.conntrack import netlink_socket_state, parse_event_line
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
 NS = "nlb" + secrets.token_hex(3)
+TMP = Path(tempfile.mkdtemp(prefix="natlab-events-bench-"))
 def sh(*a): subprocess.run(a, check=True)
 def ns(*a): subprocess.run(("ip", "netns", "exec", NS) + a, check=True)
 SENDER = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
@@ -119,9 +120,10 @@ try:
         for name in ("cli", "pyroute2"):
             ns("conntrack", "-F")
             time.sleep(0.2)
-            res = case_cli(base, f"/tmp/deps-bench/ev-{NS}.txt") if name == "cli" else case_pyroute2(base)
+            res = case_cli(base, str(TMP / "events.txt")) if name == "cli" else case_pyroute2(base)
             base += 1  # different source port range each time? (dports shift; flush anyway)
             print(f"{name:9s} N={N} ready {res[0]*1000:7.1f} ms  traffic {res[1]:.2f} s  all events in {res[2]:.2f} s  "
                   f"listener CPU {res[3]:.2f} s  + parse {res[4]:.2f} s  NEW received {res[5]} {res[6]}", flush=True)
 finally:
     sh("ip", "netns", "del", NS)
+    shutil.rmtree(TMP)
