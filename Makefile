@@ -17,12 +17,14 @@ test: setup
 	$(VENV)/bin/ruff check nat topologies experiments tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 	$(PY) -m pytest -q -n 2 tests
 
 lint: setup
 	$(VENV)/bin/ruff check nat topologies experiments tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 
 bench: setup
 	$(VENV)/bin/natlab bench
