@@ -53,6 +53,15 @@ def state_files() -> dict[str, dict[str, object]]:
     return out
 
 
+def left_behind(before: Iterable[str]) -> set[str]:
+    """State files that appeared since `before` and whose owner is no longer alive: what a
+    finished natlab left behind. (Runs of other test workers, or of other sessions on the
+    machine, are alive and not counted.)"""
+    known = set(before)
+    return {rid for rid, s in state_files().items()
+            if rid not in known and not Path(f"/proc/{s.get('owner_pid')}").exists()}
+
+
 def runs_owned_by(pids: Iterable[int]) -> dict[str, dict[str, object]]:
     wanted = set(pids)
     return {rid: s for rid, s in state_files().items() if s.get("owner_pid") in wanted}

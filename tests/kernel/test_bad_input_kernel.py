@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import main
-from tests.kernel.natlab_process import leftovers, natlab_run, state_files
+from tests.kernel.natlab_process import left_behind, leftovers, natlab_run, state_files
 from tests.model.test_bad_input import BAD_INPUTS, CORPUS_FILES, write_bad_input
 from topologies.names import new_run_id
 
@@ -98,9 +98,7 @@ def test_a_missing_program_is_named(tmp_path: Path, missing: str, package: str,
         f"(apt-get install {package}), or run `make setup`"]
     assert proc.stdout == ""
     assert not (tmp_path / "results").exists()
-    # No state file left by this (finished) run; runs of other test workers are alive.
-    assert not {r for r, s in state_files().items()
-                if r not in before and not Path(f"/proc/{s.get('owner_pid')}").exists()}
+    assert not left_behind(before)
 
 
 @pytest.mark.parametrize("command", [["run", "seed-dnat-udp"], ["clean"], ["up", "home"]])
