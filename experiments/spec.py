@@ -21,6 +21,7 @@ error.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -453,7 +454,9 @@ def conntrack_line_problem(line: str) -> str | None:
 def _pydantic_error(
     path: Path, error: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...]
 ) -> SpecError:
-    first = error.errors(include_url=False)[0]
+    errors = error.errors(include_url=False)
+    # An unknown key explains a missing one (`dprot` for `dport`): report it first.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     where = ".".join(toml_key(p) if isinstance(p, str) else str(p) for p in (*prefix, *loc))
     kind = first["type"]
@@ -461,7 +464,9 @@ def _pydantic_error(
         message = "missing"
     elif kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        message = "unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        message = ("unknown key" + (f", did you mean {close[0]}?" if close else "")
+                   + (f" (expected one of: {', '.join(allowed)})" if allowed else ""))
     else:
         message = f"{first['msg']}, got {_show(first.get('input'))}"
     return SpecError(path, where, message)

@@ -316,14 +316,27 @@ def test_to_is_an_address_or_a_host(to: str) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(key=st.text(min_size=1, max_size=12).filter(lambda k: k not in {
-    "name", "description", "topology", "backend", "rules", "nft", "sysctls", "host_rules",
-    "steps", "expect", "xfail"}))
+    "name", "description", "topology", "backend", "backends", "rules", "nft", "sysctls",
+    "host_rules", "steps", "expect", "xfail"}))
 def test_any_unknown_top_level_key_is_named(key: str) -> None:
     with pytest.raises(SpecError) as info:
         spec_from_mapping({**_BASE, key: 1}, Path("p.toml"))
     assert info.value.field_path == toml_key(key)
     assert "unknown key" in info.value.message
     assert re.fullmatch(r"[^\n]*", str(info.value))
+
+
+def test_a_misspelt_key_is_named_with_the_likely_one() -> None:
+    """`dprot` for `dport`: the unknown key is reported (not "dport: missing"), with the key
+    it probably meant; a key like no other gets no guess."""
+    step = {"action": "udp", "from": "laptop", "to": "desktop", "sport": 1000, "dprot": 53}
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**_BASE, "steps": [step]}, Path("p.toml"))
+    assert info.value.field_path == "steps.0.dprot"
+    assert info.value.message.startswith("unknown key, did you mean dport? (expected one of:")
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**_BASE, "zzzzqq": 1}, Path("p.toml"))
+    assert info.value.message.startswith("unknown key (expected one of:")
 
 
 # --- the documentation's examples ------------------------------------------------------------
