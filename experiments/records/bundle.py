@@ -20,7 +20,7 @@ from experiments.observed import Observed
 from experiments.records import bundle_fields
 from experiments.records.bundle_fields import meta_fields
 from experiments.records.safe_read import BundleError, decode, open_bundle, read_bytes, read_json
-from experiments.spec import Spec, spec_from_bytes
+from experiments.spec import Spec, SpecError, spec_from_bytes
 from nat.listing import render
 
 
@@ -62,7 +62,10 @@ def load_observed(bundle: Path) -> tuple[Spec, Observed, dict[str, Any]]:
         if backend not in BACKENDS:
             raise BundleError(bundle, "meta.json", "backend",
                               f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
-        spec = spec_from_bytes(raw_spec, bundle / "spec.toml", backend=backend)
+        try:
+            spec = spec_from_bytes(raw_spec, bundle / "spec.toml", backend=backend)
+        except SpecError as e:
+            raise BundleError(bundle, "spec.toml", e.field_path, e.message) from None
         text = decode(bundle, "packets.jsonl", read_bytes(bundle, dir_fd, "packets.jsonl"))
         observed = bundle_fields.observed(bundle, read_json(bundle, dir_fd, "observed.json"),
                                           bundle_fields.packets(bundle, text))
