@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.bundle_format import FILE_LIMITS, JUDGED_FILES, MAX_PACKET_LINES
+from experiments.bundle_format import FILE_LIMITS, JUDGED_FILES, MAX_JSON_DEPTH, MAX_PACKET_LINES
 from experiments.cli import main
 from experiments.records import safe_read
 from experiments.records.safe_read import BundleError, json_depth
@@ -435,3 +435,16 @@ def test_a_mutated_golden_bundle_is_judged_or_refused_in_one_line(
         assert any(f": {f}" in lines[0] for f in JUDGED_FILES), lines[0]
     else:
         assert err.getvalue() == "" and "(re-judged from" in out.getvalue()
+
+
+def test_docs_safety_states_the_limits_the_reader_enforces() -> None:
+    """docs/safety.md's numbers are the reader's: a changed limit must change the doc too."""
+    doc = " ".join((ROOT / "docs" / "safety.md").read_text().split())
+    for file, limit in FILE_LIMITS.items():
+        size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+        assert f"`{file}`" in doc and size in doc, (file, size)
+    assert f"JSON may nest at most {MAX_JSON_DEPTH} deep" in doc
+    assert f"at most {MAX_PACKET_LINES:,} lines".replace(",", " ") in doc
+    assert f"within a {AS_LIMIT >> 20} MiB address space" in doc
+    assert f"on {len(CASES)} attacker bundles" in doc
+    assert all(f"`{file}`" in doc for file in JUDGED_FILES)
