@@ -10,7 +10,8 @@ real file much larger than any run writes. The rules here, in order:
   one path component at a time, each with O_NOFOLLOW: no symlink anywhere below the bundle;
 - each file is lstat'ed before it is opened (only regular files are opened at all, so a FIFO
   cannot block and a device is never touched), opened with O_NOFOLLOW | O_NONBLOCK, and the
-  open descriptor is fstat'ed again: still a regular file, the same inode, within its limit;
+  open descriptor is fstat'ed again: still a regular file, the same inode, one hard link (a
+  second name may be a host file), within its limit;
 - at most limit + 1 bytes are read, whatever the file claims its size is;
 - text must be UTF-8; JSON may not nest deeper than `MAX_JSON_DEPTH` and may not hold NaN or
   Infinity.
@@ -38,10 +39,16 @@ class BundleError(UserError):
     def __init__(self, bundle: Path | str, file: str, field: str, message: str) -> None:
         self.bundle = Path(bundle)
         self.file = file
-        self.field = field
-        self.message = " ".join(message.split())
-        where = ": ".join(x for x in (str(bundle), file, field) if x)
+        self.field = _printable(field)
+        self.message = _printable(" ".join(message.split()))
+        where = ": ".join(x for x in (_printable(str(bundle)), file, self.field) if x)
         super().__init__(f"{where}: {self.message}")
+
+
+def _printable(text: str) -> str:
+    """`text` with every unprintable character escaped: a bundle's bytes (a key, a path, a
+    line quoted in a message) never reach the terminal as control characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink"),
@@ -84,6 +91,9 @@ def read_bytes(bundle: Path, dir_fd: int, name: str, limit: int | None = None) -
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise BundleError(bundle, name, "", f"{_kind(st.st_mode)}, not a regular file")
+        if st.st_nlink != 1:    # a hard link may be a host file the bundle's author linked
+            raise BundleError(bundle, name, "", f"has {st.st_nlink} hard links; a bundle's "
+                              "files have one")
         if st.st_size > limit:
             raise BundleError(bundle, name, "", f"{st.st_size} bytes, over the limit of "
                               f"{limit} bytes for this file")

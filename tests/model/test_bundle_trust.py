@@ -129,6 +129,19 @@ def _hundred_mb_of_packets(path: Path) -> None:
             f.write(block)
 
 
+def _hardlink(path: Path) -> None:
+    host_file = path.parent.parent / "host-file"
+    host_file.write_text("secret: not for the bundle's author")
+    os.link(host_file, path)
+
+
+def _escape_line(bundle: Path) -> None:
+    path = bundle / "observed.json"
+    doc = json.loads(path.read_text())
+    doc["snapshots"][0]["lines"] = ["udp 17 \x1b[2J\x1b[1A MATCH"]
+    path.write_text(json.dumps(doc))
+
+
 def _socket(path: Path) -> None:
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(path))
@@ -154,6 +167,11 @@ def _cases() -> list[Case]:
         cases.append(Case(f"{file} missing", lambda b, f=file: (b / f).unlink(), 2,
                           (f": {file}: missing from the bundle",)))
     cases += [
+        Case("observed.json a hard link to a host file", _replace("observed.json", _hardlink),
+             2, (": observed.json: has 2 hard links; a bundle's files have one",)),
+        Case("a conntrack line with escape sequences", _escape_line, 2,
+             (": observed.json: snapshots[0].lines[0]: not a conntrack -L line: ",
+              "\\x1b[2J")),
         Case("observed.json a FIFO", _replace("observed.json", os.mkfifo), 2,
              (": observed.json: a FIFO, not a regular file",)),
         Case("packets.jsonl a socket", _replace("packets.jsonl", _socket), 2,
@@ -287,6 +305,8 @@ def test_attacker_bundle(case: Case, tmp_path: Path) -> None:
         assert outcome.status == case.status, outcome
         assert "Traceback" not in outcome.err and "MemoryError" not in outcome.err
         assert "root:" not in outcome.out + outcome.err          # nothing of /etc/shadow
+        assert "secret" not in outcome.out + outcome.err
+        assert "\x1b" not in outcome.out + outcome.err
         if case.status == 2:
             assert outcome.out == ""
             lines = outcome.err.splitlines()
@@ -322,8 +342,8 @@ def test_a_file_that_lies_about_its_size_is_read_at_most_limit_plus_one_bytes(
 
     class Small:
         def __init__(self, st: os.stat_result) -> None:
-            self.st_mode, self.st_ino, self.st_dev, self.st_size = (
-                st.st_mode, st.st_ino, st.st_dev, 0)
+            self.st_mode, self.st_ino, self.st_dev, self.st_nlink, self.st_size = (
+                st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0)
 
     def counting_read(fd: int, n: int) -> bytes:
         asked.append(n)
