@@ -19,7 +19,14 @@ from experiments.model_config import model_ruleset
 from experiments.observed import Observed
 from experiments.records import bundle_fields
 from experiments.records.bundle_fields import meta_fields
-from experiments.records.safe_read import BundleError, decode, open_bundle, read_bytes, read_json
+from experiments.records.safe_read import (
+    BundleError,
+    decode,
+    open_bundle,
+    printable,
+    read_bytes,
+    read_json,
+)
 from experiments.spec import Spec, SpecError, spec_from_bytes
 from nat.listing import render
 
@@ -133,12 +140,14 @@ class Rejudged:
 
     def render(self) -> str:
         differences = self.differences()
+        where = printable(str(self.bundle))
         if not differences:
-            return (f"{self.judgement.render()}\n"
-                    f"(re-judged from {self.bundle}: the same as recorded)")
+            return f"{self.judgement.render()}\n(re-judged from {where}: the same as recorded)"
         lines = [f"  differs: {d}" for d in differences]
+        was = printable(str(self.recorded.get("verdict")))
         return "\n".join([self.judgement.render(),
-                          f"(re-judged from {self.bundle}: DIFFERENT from the record)", *lines])
+                          f"(re-judged from {where}: DIFFERENT from the recorded {was})",
+                          *lines])
 
 
 def _short(value: Any) -> str:

@@ -39,13 +39,13 @@ class BundleError(UserError):
     def __init__(self, bundle: Path | str, file: str, field: str, message: str) -> None:
         self.bundle = Path(bundle)
         self.file = file
-        self.field = _printable(field)
-        self.message = _printable(" ".join(message.split()))
-        where = ": ".join(x for x in (_printable(str(bundle)), file, self.field) if x)
+        self.field = printable(field)
+        self.message = printable(" ".join(message.split()))
+        where = ": ".join(x for x in (printable(str(bundle)), file, self.field) if x)
         super().__init__(f"{where}: {self.message}")
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """`text` with every unprintable character escaped: a bundle's bytes (a key, a path, a
     line quoted in a message) never reach the terminal as control characters."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
