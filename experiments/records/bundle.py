@@ -80,12 +80,12 @@ def load_observed(bundle: Path) -> tuple[Spec, Observed, dict[str, Any]]:
                                                   read_json(bundle, dir_fd, "verdict.json"))
     finally:
         os.close(dir_fd)
-    if observed.ruleset_fed is not None:
-        try:
-            model_ruleset(spec, observed.ruleset_fed)
-        except ValueError as e:
-            raise BundleError(bundle, "observed.json", "ruleset_fed",
-                              f"rules the model cannot read: {e}") from None
+    try:
+        model_ruleset(spec, observed.ruleset_fed)
+    except ValueError as e:
+        file, field = (("observed.json", "ruleset_fed") if observed.ruleset_fed is not None
+                       else ("spec.toml", "nft" if spec.nft is not None else "rules"))
+        raise BundleError(bundle, file, field, f"rules the model cannot read: {e}") from None
     return spec, observed, recorded
 
 
