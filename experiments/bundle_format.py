@@ -15,12 +15,31 @@ refuses any other in one line rather than guessing):
 - 1: the first format (issue 5).
 - 2: `observed.json`'s `received` items also carry the host's receive `time` and the `note`
   (what kind of delivery it was); readers of version 1 take time 0.0 and no note.
+
+A bundle is untrusted input (people download them from course pages). `natlab judge` reads
+only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON
+nested at most `MAX_JSON_DEPTH` deep, packets.jsonl at most `MAX_PACKET_LINES` lines): far
+above what a natlab run writes, far below what could hurt the reader.
 """
 
 from __future__ import annotations
 
 FORMAT = 2
 READABLE_FORMATS: frozenset[int] = frozenset({1, 2})
+
+KiB = 1024
+MiB = 1024 * KiB
+# What `natlab judge` reads, and the most bytes it reads of each.
+FILE_LIMITS: dict[str, int] = {
+    "meta.json": 256 * KiB,
+    "spec.toml": 256 * KiB,
+    "verdict.json": 4 * MiB,
+    "observed.json": 16 * MiB,
+    "packets.jsonl": 16 * MiB,
+}
+JUDGED_FILES: tuple[str, ...] = tuple(FILE_LIMITS)
+MAX_JSON_DEPTH = 16
+MAX_PACKET_LINES = 50_000
 
 
 def format_problem(value: object) -> str | None:

@@ -38,8 +38,9 @@ OK, BUG, USAGE, NOT_CLEAN = 0, 1, 2, 3
 
 _EPILOG = """\
 exit status: 0 ok; 1 a bug in natlab (with a traceback); 2 a problem you can fix (bad spec,
-unsupported rule, missing program, not root), told in one line; 3 finished, but the result
-is not clean (a mismatch for `judge`, leftovers for `clean`); 130 interrupted.
+unsupported rule, missing program, not root, a bundle refused), told in one line; 3 finished,
+but the result is not clean (for `judge`: anything differing from the record, or a verdict
+not clean; leftovers for `clean`); 130 interrupted.
 
 SPEC is a spec file, a directory of *.toml specs, or the name of a built-in spec
 (`natlab list` shows them). The spec format: docs/spec-format.md."""
@@ -130,12 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    bundle = Path(args.bundle)
-    if not bundle.exists():
-        raise UserError(f"{bundle}: no such bundle")
-    verdict = records.judge(bundle)
+    verdict = records.judge(Path(args.bundle))
     print(verdict.render())
-    return OK if verdict.status in ("MATCH", "XFAIL") else NOT_CLEAN
+    return OK if verdict.clean else NOT_CLEAN
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -242,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("judge", "re-judge a result bundle (no root)",
             "Recompute the verdict of a recorded run from its bundle: the comparison is a "
-            "pure function of the recorded observation and prediction.", cmd_judge)
+            "pure function of the recorded observation and prediction. The bundle is read as "
+            "untrusted input (regular files only, each size-limited; spec.toml must hash to "
+            "meta.json's spec_hash); the whole recorded verdict is compared, expectation "
+            "included.", cmd_judge)
     p.add_argument("bundle", metavar="BUNDLE", help="a result bundle directory")
 
     p = add("clean", "remove what crashed natlab runs left behind (root)",

@@ -62,7 +62,7 @@ from topologies.presets import PRESETS, preset
 __all__ = [
     "MAX_SLEEP", "STEP_KINDS", "CheckpointStep", "Expect", "PingStep", "RawStep", "Received",
     "SleepStep", "Spec", "SpecError", "Step", "TcpStep", "UdpStep", "conntrack_line_problem",
-    "load_spec", "spec_from_mapping", "spec_hash", "spec_to_mapping", "toml_key",
+    "load_spec", "spec_from_bytes", "spec_from_mapping", "spec_hash", "spec_to_mapping", "toml_key",
 ]
 
 SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -127,6 +127,13 @@ def load_spec(path: Path, *, backend: BackendName | None = None) -> Spec:
         raw = path.read_bytes()
     except OSError as e:
         raise SpecError(path, "", f"cannot read the spec: {e.strerror or e}") from None
+    return spec_from_bytes(raw, path, backend=backend)
+
+
+def spec_from_bytes(raw: bytes, path: Path, *, backend: BackendName | None = None) -> Spec:
+    """A spec from the bytes of its file (read by the caller: a bundle's reader reads it
+    with its own bounds); errors name `path`."""
+    path = Path(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -135,6 +142,8 @@ def load_spec(path: Path, *, backend: BackendName | None = None) -> Spec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _toml_error(path, e) from None
+    except RecursionError:      # tomllib nests arrays and inline tables by recursion
+        raise SpecError(path, "TOML", "nested too deeply") from None
     return spec_from_mapping(data, path, backend=backend)
 
 
