@@ -18,8 +18,11 @@ refuses any other in one line rather than guessing):
 
 A bundle is untrusted input (people download them from course pages). `natlab judge` reads
 only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON
-nested at most `MAX_JSON_DEPTH` deep, packets.jsonl at most `MAX_PACKET_LINES` lines): far
-above what a natlab run writes, far below what could hurt the reader.
+nested at most `MAX_JSON_DEPTH` deep, packets.jsonl at most `MAX_PACKET_LINES` lines). A spec
+step may send 100,000 datagrams; with replies, in and out of the gateway, that is 400,000
+lines of packets.jsonl (a line is 131 bytes for an empty datagram, 259 with 64 bytes of
+payload: 52-104 MB): the limits leave room for several such steps, and still
+bound what a forged bundle can make the reader allocate.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ FILE_LIMITS: dict[str, int] = {
     "meta.json": 256 * KiB,
     "spec.toml": 256 * KiB,
     "verdict.json": 4 * MiB,
-    "observed.json": 16 * MiB,
-    "packets.jsonl": 16 * MiB,
+    "observed.json": 256 * MiB,
+    "packets.jsonl": 1024 * MiB,
 }
 JUDGED_FILES: tuple[str, ...] = tuple(FILE_LIMITS)
 MAX_JSON_DEPTH = 16
-MAX_PACKET_LINES = 50_000
+MAX_PACKET_LINES = 8_000_000
 
 
 def format_problem(value: object) -> str | None:

@@ -121,14 +121,6 @@ def _sparse(size: int) -> Callable[[Path], None]:
     return make
 
 
-def _hundred_mb_of_packets(path: Path) -> None:
-    line = _first_packet_line()
-    block = line.encode() * ((1 << 20) // len(line) + 1)
-    with path.open("wb") as f:
-        while f.tell() < 100 << 20:
-            f.write(block)
-
-
 def _hardlink(path: Path) -> None:
     host_file = path.parent.parent / "host-file"
     host_file.write_text("secret: not for the bundle's author")
@@ -188,7 +180,8 @@ def _cases() -> list[Case]:
              (f": observed.json: {GB3} bytes, over the limit",)),
         Case("spec.toml sparse 3 GB", _replace("spec.toml", _sparse(GB3)), 2,
              (f": spec.toml: {GB3} bytes, over the limit",)),
-        Case("packets.jsonl of 100 MB", _replace("packets.jsonl", _hundred_mb_of_packets), 2,
+        Case("packets.jsonl one byte over its limit",
+             _replace("packets.jsonl", _sparse(FILE_LIMITS["packets.jsonl"] + 1)), 2,
              (": packets.jsonl: ", "bytes, over the limit")),
         Case("packets.jsonl of too many lines",
              lambda b: (b / "packets.jsonl").write_text("\n" * (MAX_PACKET_LINES + 5)), 2,
