@@ -16,6 +16,7 @@ from experiments.backends import BackendName
 from experiments.errors import UserError, kernel_preflight
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
+from experiments.rulefiles import file_reading_problem
 from experiments.spec import Spec, load_spec
 from topologies.description import Topology
 from topologies.hostexec import KernelError
@@ -53,6 +54,9 @@ def up(topology_arg: str, backend_arg: BackendName | None, rules_file: str | Non
             text = Path(rules_file).read_text()
         except OSError as e:
             raise UserError(f"{rules_file}: cannot read the rules: {e.strerror or e}") from None
+        problem = file_reading_problem(text, "nft" if backend == "nft" else "iptables")
+        if problem:
+            raise UserError(f"{rules_file}: --rules: {problem}")
         rules, nft = (text, None) if backend != "nft" else ("", text)
     kernel_preflight("up", [backend])
     try:
