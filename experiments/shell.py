@@ -18,6 +18,7 @@ from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
 from experiments.rulefiles import file_reading_problem
 from experiments.spec import Spec, load_spec
+from experiments.terminal import literal
 from topologies.description import Topology
 from topologies.hostexec import KernelError
 from topologies.mininet_net import Network, running
@@ -76,9 +77,10 @@ def _up(topology: Topology, spec: Spec | None, backend: BackendName, rules: str,
         if spec is not None and spec.sysctls:
             set_sysctls(net.gateway, spec.sysctls)
         if sys.stdin.isatty() and not simple:
-            print(f"topology {topology.name} is up: Mininet's CLI, hosts by their names "
-                  f"({', '.join(h.name for h in topology.hosts)}); e.g. "
-                  f"`{topology.gateway} conntrack -L`. `exit` tears everything down.")
+            print(literal(f"topology {topology.name} is up: Mininet's CLI, hosts by their "
+                          f"names ({', '.join(h.name for h in topology.hosts)}); e.g. "
+                          f"`{topology.gateway} conntrack -L`. `exit` tears everything down.",
+                          markup=False))
             net.mininet_cli()
             return 0
         return interactive(net, sys.stdin, sys.stdout)
@@ -90,7 +92,7 @@ def interactive(net: Network, stdin: TextIO, stdout: TextIO) -> int:
     names, so natlab speaks topology names instead.)"""
 
     def say(text: str) -> None:
-        stdout.write(text + "\n")
+        stdout.write(literal(text, markup=False, newlines=True) + "\n")
         stdout.flush()
 
     def hosts() -> None:
