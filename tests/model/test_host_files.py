@@ -18,6 +18,7 @@ from experiments.rulefiles import file_reading_problem
 from experiments.spec import load_spec
 from tests.model.host_file_attacks import Attack, Secrets, attacks, make_secrets, spec_text
 from tests.model.test_bad_input import assert_one_line_error
+from topologies.jail import JAILED_PROGRAMS
 
 
 def _cases() -> list[tuple[str, bool]]:
@@ -77,7 +78,7 @@ def test_ordinary_rules_are_not_refused(syntax: str, text: str) -> None:
 
 
 def test_no_library_spec_is_refused() -> None:
-    for path in sorted(Path("experiments/specs").glob("*.toml")):
+    for path in sorted((Path(__file__).parents[2] / "experiments" / "specs").glob("*.toml")):
         load_spec(path)
 
 
@@ -87,3 +88,21 @@ def test_the_attack_texts_are_what_the_corpus_says(secrets_dir: Secrets) -> None
     assert secrets_dir.secret in secrets_dir.marker.read_text()
     assert secrets_dir.link.resolve() == secrets_dir.marker
     assert isinstance(attacks(secrets_dir)[0], Attack)
+
+
+def test_the_safety_doc_says_what_is_jailed_and_refused() -> None:
+    """docs/safety.md names every jailed program and every refused construct, as tested here
+    and in tests/kernel/test_host_files_kernel.py."""
+    doc = (Path(__file__).parents[2] / "docs" / "safety.md").read_text()
+    text = " ".join(doc.split())
+    for program in sorted(JAILED_PROGRAMS - {"iptables-save", "iptables-legacy-save"}):
+        assert f"`{program}`" in text or f"`{program} " in text, program
+    assert "the save tools" in text
+    for construct in ("`include`", "`-M`/`--modprobe`", "`--object-pinned`", "`define`"):
+        assert construct in text, construct
+    for sentence in ("is refused before anything is built, with exit status 2 and one line "
+                     "naming the spec file and field",
+                     "So no host file's content ever appears in natlab's output or in a bundle",
+                     "`tests/model/test_host_files.py`, `tests/kernel/test_host_files_kernel.py`",
+                     "`tests/model/test_terminal.py`, `tests/kernel/test_terminal_kernel.py`"):
+        assert sentence in text, sentence
