@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := mininet iptables nftables conntrack tcpdump ethtool iproute2 iputils-ping \
-                bridge-utils python3-venv
+                bridge-utils python3-venv bubblewrap
 STAMP := $(VENV)/.natlab-installed
 
 .PHONY: demo test lint bench setup deps clean-venv

@@ -30,6 +30,7 @@ BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 # The programs natlab runs, and the Debian package that provides each.
 DEBIAN_PACKAGE: dict[str, str] = {
     "mnexec": "mininet",
+    "bwrap": "bubblewrap",
     "ip": "iproute2",
     "ethtool": "ethtool",
     "sysctl": "procps",
@@ -44,8 +45,8 @@ DEBIAN_PACKAGE: dict[str, str] = {
 }
 
 # What every kernel run needs, whatever the backend.
-KERNEL_RUN_BINARIES: tuple[str, ...] = ("mnexec", "ip", "ethtool", "sysctl", "conntrack",
-                                        "tcpdump")
+KERNEL_RUN_BINARIES: tuple[str, ...] = ("mnexec", "bwrap", "ip", "ethtool", "sysctl",
+                                        "conntrack", "tcpdump")
 # Translates iptables-restore text to nft text (for the nft backend without nft text).
 TRANSLATE: tuple[str, ...] = ("iptables-restore-translate", "-f", "/dev/stdin")
 

@@ -32,6 +32,7 @@ from experiments.modelrun import run as model_run
 from experiments.records import bundle as records
 from experiments.records.show import console, json_line, model_json, run_json, run_text, show_model
 from experiments.spec import load_spec
+from experiments.terminal import literal
 
 # Exit statuses (also in `natlab --help`).
 OK, BUG, USAGE, NOT_CLEAN = 0, 1, 2, 3
@@ -76,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     table.add_column("topology")
     table.add_column("description")
     for s in specs:
-        table.add_row(s.name, s.topology.name, s.summary)
+        table.add_row(literal(s.name), literal(s.topology.name), literal(s.summary))
     console().print(table)
     return OK
 
@@ -85,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for spec in load_specs(args.specs, args.backend):
         if args.model:
             check_rules(spec)
-        print(f"{spec.path}: ok ({spec.name}, {len(spec.steps)} steps)")
+        print(literal(f"{spec.path}: ok ({spec.name}, {len(spec.steps)} steps)", markup=False))
     return OK
 
 
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     verdict = records.judge(Path(args.bundle))
-    print(verdict.render())
+    print(literal(verdict.render(), markup=False, newlines=True))
     return OK if verdict.clean else NOT_CLEAN
 
 
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         status: int = args.func(args)
         return status
     except UserError as e:
-        print(f"natlab: {' '.join(str(e).split())}", file=sys.stderr)
+        print(literal(f"natlab: {' '.join(str(e).split())}", markup=False), file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("natlab: interrupted", file=sys.stderr)

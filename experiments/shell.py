@@ -16,7 +16,9 @@ from experiments.backends import BackendName
 from experiments.errors import UserError, kernel_preflight
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
+from experiments.rulefiles import file_reading_problem
 from experiments.spec import Spec, load_spec
+from experiments.terminal import literal
 from topologies.description import Topology
 from topologies.hostexec import KernelError
 from topologies.mininet_net import Network, running
@@ -53,6 +55,9 @@ def up(topology_arg: str, backend_arg: BackendName | None, rules_file: str | Non
             text = Path(rules_file).read_text()
         except OSError as e:
             raise UserError(f"{rules_file}: cannot read the rules: {e.strerror or e}") from None
+        problem = file_reading_problem(text, "nft" if backend == "nft" else "iptables")
+        if problem:
+            raise UserError(f"{rules_file}: --rules: {problem}")
         rules, nft = (text, None) if backend != "nft" else ("", text)
     kernel_preflight("up", [backend])
     try:
@@ -72,9 +77,10 @@ def _up(topology: Topology, spec: Spec | None, backend: BackendName, rules: str,
         if spec is not None and spec.sysctls:
             set_sysctls(net.gateway, spec.sysctls)
         if sys.stdin.isatty() and not simple:
-            print(f"topology {topology.name} is up: Mininet's CLI, hosts by their names "
-                  f"({', '.join(h.name for h in topology.hosts)}); e.g. "
-                  f"`{topology.gateway} conntrack -L`. `exit` tears everything down.")
+            print(literal(f"topology {topology.name} is up: Mininet's CLI, hosts by their "
+                          f"names ({', '.join(h.name for h in topology.hosts)}); e.g. "
+                          f"`{topology.gateway} conntrack -L`. `exit` tears everything down.",
+                          markup=False))
             net.mininet_cli()
             return 0
         return interactive(net, sys.stdin, sys.stdout)
@@ -86,7 +92,7 @@ def interactive(net: Network, stdin: TextIO, stdout: TextIO) -> int:
     names, so natlab speaks topology names instead.)"""
 
     def say(text: str) -> None:
-        stdout.write(text + "\n")
+        stdout.write(literal(text, markup=False, newlines=True) + "\n")
         stdout.flush()
 
     def hosts() -> None:

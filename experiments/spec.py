@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from experiments.backends import BACKENDS, BackendName
 from experiments.errors import UserError
+from experiments.rulefiles import Syntax, file_reading_problem
 from experiments.spec_model import (
     MAX_SLEEP,
     STEP_KINDS,
@@ -204,7 +205,20 @@ def spec_from_mapping(
         backends=tuple(top.backends),
     )
     _check_references(spec)
+    _check_rule_files(spec)
     return spec
+
+
+def _check_rule_files(spec: Spec) -> None:
+    """No rule text may name a file of the machine (`include`, `--modprobe`): refused here,
+    before anything is built (experiments.rulefiles)."""
+    texts: list[tuple[str, str, Syntax]] = [("rules", spec.rules, "iptables"),
+                                            ("nft", spec.nft or "", "nft")]
+    texts += [(f"host_rules.{toml_key(h)}", t, "iptables") for h, t in spec.host_rules.items()]
+    for field, text, syntax in texts:
+        problem = file_reading_problem(text, syntax)
+        if problem:
+            raise SpecError(spec.path, field, problem)
 
 
 def _topology(path: Path, value: Any) -> tuple[Topology, str | None]:

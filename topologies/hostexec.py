@@ -7,6 +7,10 @@ raises `CommandError`, naming the host, the command and the kernel's message. It
 `KernelError`, the one base of every kernel-side failure (rules refused, a conntrack, capture
 or traffic program failed), which `natlab` shows in one line with exit status 2.
 
+`nft`, the iptables loaders and savers and `conntrack` run jailed (`topologies/jail.py`): in a
+mount namespace of their own whose root holds only the program and its libraries, so a path
+in a spec's ruleset (`include "/etc/shadow"`) names no file of the host.
+
 Every process started here carries `NATLAB_RUN=<run id>` in its environment so the sweeper can
 find it even after the run's owner was killed.
 """
@@ -22,6 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Self
 
+from topologies import jail
 from topologies.names import ENV_MARKER
 
 MNEXEC = "mnexec"
@@ -103,9 +108,16 @@ class HostHandle:
         args = [str(a) for a in argv]
         if not args:
             raise CommandError(args, self.name, None, "", "is an empty command")
-        for program in (MNEXEC, args[0]):
+        jailed = jail.is_jailed(args)
+        for program in (MNEXEC, *((jail.BWRAP,) if jailed else ()), args[0]):
             if not _find(program):
                 raise CommandError(args, self.name, None, "", f"cannot run: {program} not found")
+        if jailed:
+            try:
+                return ([MNEXEC, "-a", str(self.pid), *jail.wrap(args)],
+                        jail.env(self.run_id, ENV_MARKER))
+            except jail.JailError as e:
+                raise CommandError(args, self.name, None, str(e), "cannot be jailed") from None
         full_env = dict(os.environ if env is None else env)
         if self.run_id is not None:
             full_env[ENV_MARKER] = self.run_id

@@ -23,6 +23,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from experiments.terminal import literal
 from nat.entry import Entry
 from nat.listing import PORT_PROTOS, l4_name, render
 from nat.tuple import Proto, Tuple
@@ -97,7 +98,7 @@ def _noise(word: str) -> bool:
 
 def conntrack_table(entries: Sequence[Entry], title: str = "conntrack") -> Table:
     """One row per entry: proto, state, timeout, original tuple, reply tuple, flags."""
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = Table(title=literal(title), title_justify="left", show_lines=False)
     table.add_column("proto")
     table.add_column("state")
     table.add_column("timeout", justify="right")
@@ -106,8 +107,9 @@ def conntrack_table(entries: Sequence[Entry], title: str = "conntrack") -> Table
     table.add_column("flags")
     for entry in entries:
         row = entry_row(entry)
-        table.add_row(row.proto, row.state, row.timeout, row.original, row.reply,
-                      " ".join([*row.flags, *(x for x in row.extra if not _noise(x))]))
+        cells = (row.proto, row.state, row.timeout, row.original, row.reply,
+                 " ".join([*row.flags, *(x for x in row.extra if not _noise(x))]))
+        table.add_row(*(literal(c) for c in cells))
     if not entries:
         table.add_row("", "", "", "(no entries)", "", "")
     return table
@@ -137,12 +139,12 @@ def received_rows(received: Mapping[str, Sequence[object]] | Iterable[object]
 
 def received_table(received: Mapping[str, Sequence[object]] | Iterable[object],
                    title: str = "received") -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=literal(title), title_justify="left")
     for name in ("host", "proto", "from", "to", "payload"):
         table.add_column(name)
     rows = received_rows(received)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(literal(c) for c in row))
     if not rows:
         table.add_row("", "", "", "", "(nothing)")
     return table
@@ -196,17 +198,19 @@ def side_by_side(kernel: Sequence[Entry], model: Sequence[Entry],
         m = next((r for r in unpaired if r.key == k.key), None)
         if m is not None:
             unpaired.remove(m)
-        table.add_row(k.key, *_pair_texts(k.line, m.line if m else None))
+        table.add_row(literal(k.key), *_pair_texts(k.line, m.line if m else None))
     for m in unpaired:
         kernel_text, model_text = _pair_texts(None, m.line)
-        table.add_row(m.key, kernel_text, model_text)
+        table.add_row(literal(m.key), kernel_text, model_text)
     if not kernel_rows and not model_rows:
         table.add_row("(no entries)", "", "")
     if diffs:
         table.add_section()
         for d in diffs:
-            table.add_row(Text(f"{d.where}\n≠ {d.field}", style="bold"),
-                          Text(d.kernel, style=DIFF_STYLE), Text(d.model, style=DIFF_STYLE))
+            table.add_row(Text(f"{literal(d.where, markup=False)}\n≠ "
+                               f"{literal(d.field, markup=False)}", style="bold"),
+                          Text(literal(d.kernel, markup=False), style=DIFF_STYLE),
+                          Text(literal(d.model, markup=False), style=DIFF_STYLE))
     return table
 
 
@@ -226,7 +230,7 @@ def _marked(line: str | None, differing: set[str]) -> Text:
     for i, token in enumerate(line.split()):
         if i:
             text.append(" ")
-        text.append(token, style=DIFF_STYLE if token in differing else "")
+        text.append(literal(token, markup=False), style=DIFF_STYLE if token in differing else "")
     return text
 
 

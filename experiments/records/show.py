@@ -20,6 +20,7 @@ from experiments.modelrun.run import ModelResult
 from experiments.observed import Received, Snapshot
 from experiments.records.report import conntrack_table, received_table, side_by_side, to_jsonable
 from experiments.spec import Spec
+from experiments.terminal import literal
 from nat.listing import render
 
 VERDICT_STYLE = {"MATCH": "bold green", "XFAIL": "bold yellow"}
@@ -45,7 +46,7 @@ class RunRecord:
 def console() -> Console:
     """The console natlab prints on. Piped output is not cut to 80 columns: conntrack tuples
     are long."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
 
 
 def json_line(obj: dict[str, Any]) -> str:
@@ -53,10 +54,10 @@ def json_line(obj: dict[str, Any]) -> str:
 
 
 def heading(out: Console, spec: Spec, side: str) -> None:
-    out.rule(f"[bold]{spec.name}[/bold]  ({side}, topology {spec.topology.name}, "
-             f"backend {spec.backend})")
+    out.rule(f"[bold]{literal(spec.name)}[/bold]  ({side}, topology "
+             f"{literal(spec.topology.name)}, backend {literal(spec.backend)})")
     if spec.summary:
-        out.print(spec.summary)
+        out.print(literal(spec.summary))
 
 
 def run_json(rec: RunRecord) -> str:
@@ -90,16 +91,14 @@ def run_text(out: Console, rec: RunRecord, verbose: bool) -> str:
         out.print(received_table(rec.received, "kernel: received by the hosts"))
         if verbose:
             for journey in j.prediction.journeys:
-                out.print(journey.render(), markup=False)
+                out.print(literal(journey.render(), markup=False, newlines=True), markup=False)
         style = VERDICT_STYLE.get(j.status, "bold red")
-        out.print(f"[{style}]{j.status}[/{style}]  expect: {j.expect.status}")
-        for failure in j.expect.failures:
-            out.print(f"  expect: {failure}", markup=False)
-        if j.xfail:
-            out.print(f"  known divergence: {j.xfail}", markup=False)
-        for note in j.notes:
-            out.print(f"  note: {note}", markup=False)
-        out.print(f"bundle: {rec.bundle}", markup=False)
+        out.print(f"[{style}]{literal(j.status)}[/{style}]  expect: {literal(j.expect.status)}")
+        lines = [f"  expect: {failure}" for failure in j.expect.failures]
+        lines += [f"  known divergence: {j.xfail}"] if j.xfail else []
+        lines += [f"  note: {note}" for note in j.notes] + [f"bundle: {rec.bundle}"]
+        for line in lines:
+            out.print(literal(line, markup=False), markup=False)
     return captured.get()
 
 
@@ -118,7 +117,8 @@ def model_json(spec: Spec, result: ModelResult) -> str:
 def show_model(out: Console, spec: Spec, result: ModelResult) -> None:
     heading(out, spec, "model")
     for j in result.journeys:
-        out.print(j.render(), markup=False, highlight=False, soft_wrap=True)
+        out.print(literal(j.render(), markup=False, newlines=True), markup=False,
+                  highlight=False, soft_wrap=True)
     for name, entries in result.checkpoints:
         out.print(conntrack_table(entries,
                                   f"model: conntrack at checkpoint {name!r}"))
