@@ -14,6 +14,7 @@ natlab and keeps its traceback (exit status 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -25,7 +26,13 @@ from rich.table import Table
 
 from experiments.backends import BACKENDS
 from experiments.campaign import in_order
-from experiments.errors import UserError, kernel_preflight, require_root
+from experiments.errors import (
+    UserError,
+    handle_ending_signals,
+    kernel_preflight,
+    require_root,
+    signal_exit_status,
+)
 from experiments.library import builtin_spec_paths, load_specs
 from experiments.model_config import check_rules
 from experiments.modelrun import run as model_run
@@ -278,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     """The `natlab` console script."""
     parser = build_parser()
     words = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the console script, not a test calling main() in its own process
+        handle_ending_signals()
     try:
         if words[:1] == ["bench"]:
             # argparse's REMAINDER refuses a first word that looks like an option
@@ -293,9 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"natlab: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_status
-    except KeyboardInterrupt:
-        print("natlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:   # Ctrl-C, SIGTERM or SIGHUP: everything is torn down by now
+        status, words_ = signal_exit_status()
+        with contextlib.suppress(OSError):   # after SIGHUP the terminal may be gone
+            print(f"natlab: {words_}", file=sys.stderr)
+        return status
     except BrokenPipeError:
         # stdout closed early (`natlab list | head`): not an error worth a traceback.
         devnull = os.open(os.devnull, os.O_WRONLY)

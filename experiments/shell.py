@@ -8,12 +8,13 @@ shell. Leaving tears everything down.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from experiments.backends import BackendName
-from experiments.errors import UserError, kernel_preflight
+from experiments.errors import Signalled, UserError, kernel_preflight
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
 from experiments.spec import Spec, load_spec
@@ -130,7 +131,11 @@ def interactive(net: Network, stdin: TextIO, stdout: TextIO) -> int:
             proc = net.host(words[0]).popen(words[1:], stdin=None, stdout=None, stderr=None)
             try:
                 code = proc.wait()
-            except KeyboardInterrupt:
+            except Signalled as e:
+                if e.signum != signal.SIGINT:   # SIGTERM, SIGHUP: natlab ends, teardown
+                    raise                       # stops the command
+                code = proc.wait()
+            except KeyboardInterrupt:           # Ctrl-C reached the command too
                 code = proc.wait()
         except Exception as e:  # noqa: BLE001 - one failed command must not end the session
             say(f"natlab: {e}")
