@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,12 @@ OK, BUG, USAGE, NOT_CLEAN = 0, 1, 2, 3
 
 _EPILOG = """\
 exit status: 0 ok; 1 a bug in natlab (with a traceback); 2 a problem you can fix (bad spec,
-unsupported rule, missing program, not root), told in one line; 3 finished, but the result
-is not clean (a mismatch for `judge`, leftovers for `clean`); 130 interrupted.
+unsupported rule, missing program, not root, an output folder that cannot be written, a
+sysctl no network namespace has, `clean` of a run id this machine never had), told in one
+line; 3 finished, but the result is not clean (a mismatch for `judge`, leftovers for
+`clean`); 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: everything torn down first.
+`natlab run` with several specs runs them all even when one fails on the kernel (each failure
+is told in its own line): 2 if any could not be run, else 3 if any is not clean, else 0.
 
 SPEC is a spec file, a directory of *.toml specs, or the name of a built-in spec
 (`natlab list` shows them). The spec format: docs/spec-format.md."""
@@ -110,30 +115,67 @@ def cmd_model(args: argparse.Namespace) -> int:
     return OK
 
 
+def _check_out(results: Path) -> None:
+    """Refuse, before anything is built, an output place where no bundle can be written."""
+    absolute = Path(os.path.abspath(results))
+    for pseudo in ("/proc", "/sys", "/dev"):
+        if absolute == Path(pseudo) or Path(pseudo) in absolute.parents:
+            raise UserError(f"--out {results}: {pseudo} is not a place for result bundles")
+    place = absolute
+    while not place.exists():          # the nearest existing folder must take the new ones
+        if place.is_symlink():
+            raise UserError(f"--out {results}: {place} is a dangling symbolic link")
+        place = place.parent
+    if not place.is_dir():
+        raise UserError(f"--out {results}: {place} exists and is not a directory")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise UserError(f"--out {results}: cannot write in {place} (read-only or no "
+                        "permission)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Each spec on the kernel, then the model fed what the gateway received; compared."""
+    """Each spec on the kernel, then the model fed what the gateway received; compared.
+    A spec the kernel refuses is told in its own line and the others still run."""
     specs = load_specs(args.specs, args.backend)
     kernel_preflight("run", [s.backend for s in specs])
+    results = Path(args.out) if args.out else Path("results")
+    _check_out(results)
+    _lazy("experiments.kernel.preflight", "check_sysctl_names", "run")(specs)
     model_problems: dict[int, UserError] = {}
     for i, spec in enumerate(specs):
         try:
             check_rules(spec)
         except UserError as e:      # reported after the kernel had its say on the same rules
             model_problems[i] = e
+    swept = _lazy("topologies.sweep", "sweep_before_run", "run")(results)
+    if swept is not None:
+        print(f"natlab: {swept}", file=sys.stderr)
     run_spec = _lazy("experiments.session", "run_spec", "run")
     out = console()
-    results = Path(args.out) if args.out else Path("results")
 
-    def one(i: int) -> tuple[str, bool]:
-        rec = run_spec(specs[i], results, model_problems.get(i))
-        return (run_json(rec) if args.json else run_text(out, rec, args.verbose)), rec.clean
+    def one(i: int) -> tuple[str, int]:
+        try:
+            rec = run_spec(specs[i], results, model_problems.get(i))
+        except UserError as e:      # this spec failed: told in one line, the others still run
+            return " ".join(str(e).split()), e.exit_status
+        text = run_json(rec) if args.json else run_text(out, rec, args.verbose)
+        return text, OK if rec.clean else NOT_CLEAN
 
-    clean = True
-    for text, spec_clean in in_order(len(specs), args.jobs, one):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        clean = clean and spec_clean
-    return OK if clean else NOT_CLEAN
+    statuses = []
+    for text, status in in_order(len(specs), args.jobs, one):
+        if status in (OK, NOT_CLEAN):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            sys.stdout.flush()
+            print(f"natlab: {text}", file=sys.stderr)
+        statuses.append(status)
+    failed = [s for s in statuses if s not in (OK, NOT_CLEAN)]
+    if failed and len(specs) > 1:
+        print(f"natlab: {len(failed)} of {len(specs)} specs could not be run", file=sys.stderr)
+    if failed:
+        return USAGE
+    return NOT_CLEAN if NOT_CLEAN in statuses else OK
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -149,7 +191,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     require_root("clean")
     sweep = _lazy("topologies.sweep", "sweep", "clean")
     try:
-        report = sweep(args.run_id)
+        report = sweep(args.run_id, results=Path("results"), tmpdir=Path(tempfile.gettempdir()))
     except ValueError as e:
         raise UserError(str(e)) from None
     print(report.summary())

@@ -22,6 +22,7 @@ from topologies.description import Topology
 from topologies.hostexec import KernelError
 from topologies.mininet_net import Network, running
 from topologies.presets import PRESETS
+from topologies.sweep import sweep_before_run
 
 SHELL_HELP = """\
   HOST COMMAND [ARGS...]   run a command inside HOST (no shell: an argument list), e.g.
@@ -56,6 +57,9 @@ def up(topology_arg: str, backend_arg: BackendName | None, rules_file: str | Non
             raise UserError(f"{rules_file}: cannot read the rules: {e.strerror or e}") from None
         rules, nft = (text, None) if backend != "nft" else ("", text)
     kernel_preflight("up", [backend])
+    swept = sweep_before_run(None)
+    if swept is not None:
+        print(f"natlab: {swept}", file=sys.stderr)
     try:
         return _up(topology, spec, backend, rules, nft, simple)
     except KernelError as e:        # a tool refused the rules, a program failed: one line

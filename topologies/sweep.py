@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,8 +31,12 @@ from pathlib import Path
 
 from topologies.names import (
     ENV_MARKER,
+    OWNER_FILE,
+    PARTIAL_RE,
     STATE_DIR,
+    is_alive,
     is_run_id,
+    mark_is_dead,
     process_start_time,
     read_state,
     remove_state,
@@ -202,6 +208,91 @@ def kill_processes(procs: Iterable[ProcInfo], timeout: float = 5.0) -> list[int]
     return killed
 
 
+# --- files of dead runs ------------------------------------------------------------------------
+
+
+def dead_files(results: Path | None = None, tmpdir: Path | None = None) -> list[Path]:
+    """Hidden partial bundles (`.partial-<run id>-<pid>-<start>`) in `results` and work
+    directories (`natlab-*` holding an owner mark) in `tmpdir` whose owner is dead. Anything
+    without a readable mark is not natlab's to judge and is left alone."""
+    out: list[Path] = []
+    if results is not None and results.is_dir():
+        for p in results.iterdir():
+            m = PARTIAL_RE.fullmatch(p.name)
+            if m and p.is_dir() and not p.is_symlink() \
+                    and not is_alive(int(m.group(2)), int(m.group(3))):
+                out.append(p)
+    if tmpdir is not None and tmpdir.is_dir():
+        for p in tmpdir.glob("natlab-*"):
+            if not p.is_dir() or p.is_symlink():
+                continue
+            try:
+                mark = (p / OWNER_FILE).read_text()
+            except OSError:
+                continue
+            if mark_is_dead(mark):
+                out.append(p)
+    return sorted(out)
+
+
+def remove_dead_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
+    """Remove each directory (re-checked just before: still a directory, not a link).
+    Returns (paths removed, error messages)."""
+    removed, errors = [], []
+    for p in paths:
+        if not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            shutil.rmtree(p)
+            removed.append(str(p))
+        except OSError as e:
+            errors.append(f"removing {p}: {e.strerror or e}")
+    return removed, errors
+
+
+# --- the record of swept runs ---------------------------------------------------------------------
+
+SWEPT_LOG = "swept.log"   # in the state directory: `<run id> <time> <sweeper pid> <killed>`
+_SWEPT_KEEP = 2000
+
+
+def _record_swept(runs: dict[str, int], state_dir: Path) -> None:
+    if not runs:
+        return
+    path = state_dir / SWEPT_LOG
+    try:
+        lines = path.read_text().splitlines()[-_SWEPT_KEEP:]
+    except OSError:
+        lines = []
+    now = time.time()
+    lines += [f"{rid} {now:.0f} {os.getpid()} {n}" for rid, n in runs.items()]
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with contextlib.suppress(OSError):
+        state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp.write_text("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)
+
+
+def swept_before(run_id: str, state_dir: Path = STATE_DIR) -> str | None:
+    """How `run_id` was swept earlier (by another natlab), or None when it never was."""
+    try:
+        lines = (state_dir / SWEPT_LOG).read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        words = line.split()
+        if len(words) == 4 and words[0] == run_id:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(words[1])))
+            return f"already swept at {when} by natlab pid {words[2]} (killed {words[3]} " \
+                   "process(es))"
+    return None
+
+
+class UnknownRun(ValueError):
+    """`natlab clean ID` for an id this machine has no trace of."""
+
+
 @dataclass(frozen=True)
 class SweepReport:
     swept: tuple[str, ...] = ()
@@ -209,25 +300,47 @@ class SweepReport:
     killed: tuple[int, ...] = ()
     links_removed: tuple[str, ...] = ()
     state_files_removed: tuple[str, ...] = ()
+    files_removed: tuple[str, ...] = ()   # partial bundles, work directories
     errors: tuple[str, ...] = field(default=())
+    earlier: str | None = None   # `clean ID` of a run another natlab swept already
+
+    @property
+    def anything(self) -> bool:
+        """Did this sweep remove anything?"""
+        return bool(self.swept or self.killed or self.links_removed or self.state_files_removed
+                    or self.files_removed or self.errors)
 
     def summary(self) -> str:
+        if self.earlier is not None:
+            return f"run {' '.join(self.swept)}: {self.earlier}; nothing left"
         return (
             f"swept {len(self.swept)} run(s) {' '.join(self.swept)}; "
-            f"killed {len(self.killed)} process(es), removed {len(self.links_removed)} link(s) "
-            f"and {len(self.state_files_removed)} state file(s); "
+            f"killed {len(self.killed)} process(es), removed {len(self.links_removed)} link(s), "
+            f"{len(self.state_files_removed)} state file(s) "
+            f"and {len(self.files_removed)} partial bundle(s) or work director(y/ies); "
             f"skipped {len(self.skipped)} live run(s)"
             + (f"; errors: {'; '.join(self.errors)}" if self.errors else "")
         )
 
 
-def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport:
-    """Remove the leftovers of dead natlab runs (or of `run_id`, even if its owner lives)."""
+def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR, *,
+          results: Path | None = None, tmpdir: Path | None = None) -> SweepReport:
+    """Remove the leftovers of dead natlab runs (or of `run_id`, even if its owner lives),
+    and the partial bundles in `results` and work directories in `tmpdir` of dead owners.
+    Raises UnknownRun for a `run_id` of which nothing is known (never made here, or swept
+    long ago)."""
     procs = scan_processes()
     errors: list[str] = []
     if run_id is not None:
         if not is_run_id(run_id):
             raise ValueError(f"not a natlab run id: {run_id!r}")
+        if not state_path(run_id, state_dir).exists() and not processes_of(run_id, procs) \
+                and not links_of(run_id, root_links()):
+            earlier = swept_before(run_id, state_dir)
+            if earlier is None:
+                raise UnknownRun(f"no run {run_id} on this machine: no state file, process or "
+                                 "link carries that id, and no natlab swept it")
+            return SweepReport(swept=(run_id,), earlier=earlier)
         targets = [run_id]
         skipped: list[str] = []
     else:
@@ -250,8 +363,11 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
     killed: list[int] = []
     links_removed: list[str] = []
     states_removed: list[str] = []
+    killed_of: dict[str, int] = {}
     for rid in targets:
-        killed += kill_processes(processes_of(rid, procs))
+        mine = kill_processes(processes_of(rid, procs))
+        killed += mine
+        killed_of[rid] = len(mine)
         removed, failed = delete_links(rid)
         links_removed += removed
         errors += failed
@@ -263,11 +379,25 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
     for tmp in stale_temp_files(state_dir):
         tmp.unlink(missing_ok=True)
         states_removed.append(tmp.name)
+    files_removed, failed = remove_dead_files(dead_files(results, tmpdir))
+    errors += failed
+    _record_swept(killed_of, state_dir)
     return SweepReport(
         swept=tuple(targets),
         skipped=tuple(skipped),
         killed=tuple(killed),
         links_removed=tuple(links_removed),
         state_files_removed=tuple(states_removed),
+        files_removed=tuple(files_removed),
         errors=tuple(errors),
     )
+
+
+def sweep_before_run(results: Path | None) -> str | None:
+    """What `natlab run` and `natlab up` do first: sweep every dead run of this machine (never
+    a live one), partial bundles of dead owners under `results` and work directories of dead
+    owners under $TMPDIR. Returns one line saying what was swept, or None when nothing was."""
+    report = sweep(results=results, tmpdir=Path(tempfile.gettempdir()))
+    if not report.anything:
+        return None
+    return "swept what dead natlab runs left: " + report.summary()
