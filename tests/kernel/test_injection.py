@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import main
-from tests.kernel.natlab_process import NATLAB, REPO, natlab_run, state_files
+from tests.kernel.natlab_process import NATLAB, REPO, natlab_run, own_lines, state_files
 from tests.model.test_bad_input import TWO
 
 
@@ -177,7 +177,8 @@ def test_names_and_sysctls_are_refused_or_inert(tmp_path: Path, marker: Path,
         assert main(["run", "--out", str(results), str(path)]) == status, path.read_text()
         _, err = capsys.readouterr()
         if status:
-            assert len(err.splitlines()) == 1 and err.startswith(f"natlab: {path}: "), err
+            lines = own_lines(err)
+            assert len(lines) == 1 and lines[0].startswith(f"natlab: {path}: "), err
             assert "sysctl" in err
     assert not marker.exists()
     assert not set(state_files()) - before  # every run removed its state file

@@ -23,6 +23,7 @@ from tests.kernel.natlab_process import (
     leftovers,
     natlab,
     natlab_run,
+    own_lines,
     results_entries,
     runs_owned_by,
 )
@@ -106,7 +107,7 @@ def test_interrupting_a_run_keeps_finished_bundles_and_nothing_else(tmp_path: Pa
         status, out, err, runs = interrupt(out_dir, after_lines=after, delay=delay, group=group)
         where = f"after line {after} + {delay:.2f} s, {'group' if group else 'process'}"
         assert status == 130, (where, status, err)
-        assert err.splitlines() == ["natlab: interrupted"], (where, err)
+        assert own_lines(err) == ["natlab: interrupted"], (where, err)
         assert len(out.splitlines()) >= after, where
         assert runs, where
         bundles = check_results(out_dir, out, runs)
@@ -124,7 +125,7 @@ def test_interrupt_while_a_bundle_is_written(tmp_path: Path) -> None:
         check_results(out_dir, out, runs)
         if status == 130:
             hits += 1
-            assert err.splitlines() == ["natlab: interrupted"], err
+            assert own_lines(err) == ["natlab: interrupted"], err
         else:  # the bundle was too quick to catch: the run finished
             assert status == 0, err
     print(f"{hits} of 4 interrupts landed while a bundle was written")
@@ -137,7 +138,7 @@ def test_interrupting_parallel_workers(tmp_path: Path) -> None:
         status, out, err, runs = interrupt(out_dir, after_lines=1, delay=0.1 + 0.2 * n,
                                            group=group, jobs=3)
         assert status == 130, (status, err)
-        assert err.splitlines() == ["natlab: interrupted"], err
+        assert own_lines(err) == ["natlab: interrupted"], err
         assert len(runs) >= 3  # several workers were running
         check_results(out_dir, out, runs)
 
