@@ -101,6 +101,12 @@ def handle_ending_signals() -> None:
             signal.signal(signum, _on_signal)
 
 
+def signal_consumed() -> None:
+    """The signal was dealt with and the program goes on (Ctrl-C stopped a command in `natlab
+    up`'s shell): the next one raises again."""
+    _received.clear()
+
+
 def received_signal() -> int | None:
     """The first ending signal this process got, if any."""
     return _received[0] if _received else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from experiments.backends import BackendName
-from experiments.errors import Signalled, UserError, kernel_preflight
+from experiments.errors import Signalled, UserError, kernel_preflight, signal_consumed
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
 from experiments.spec import Spec, load_spec
@@ -139,6 +139,7 @@ def interactive(net: Network, stdin: TextIO, stdout: TextIO) -> int:
                 if e.signum != signal.SIGINT:   # SIGTERM, SIGHUP: natlab ends, teardown
                     raise                       # stops the command
                 code = proc.wait()
+                signal_consumed()               # the next Ctrl-C, at the prompt, ends natlab
             except KeyboardInterrupt:           # Ctrl-C reached the command too
                 code = proc.wait()
         except Exception as e:  # noqa: BLE001 - one failed command must not end the session

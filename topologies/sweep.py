@@ -119,8 +119,11 @@ def processes_of(run_id: str, procs: Iterable[ProcInfo]) -> list[ProcInfo]:
 
 def root_links() -> list[str]:
     """Names of the links in our own network namespace."""
+    # A session of its own: a terminal's Ctrl-C to natlab's process group during teardown
+    # (which natlab holds back) must not kill the check.
     proc = subprocess.run(
-        ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False
+        ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False,
+        start_new_session=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"`ip -j link show` failed: {proc.stderr.decode().strip()}")
@@ -143,7 +146,8 @@ def delete_links(run_id: str) -> tuple[list[str], list[str]]:
         if not names:
             return removed, errors
         proc = subprocess.run(
-            ["ip", "link", "del", "dev", names[0]], capture_output=True, timeout=10, check=False
+            ["ip", "link", "del", "dev", names[0]], capture_output=True, timeout=10, check=False,
+            start_new_session=True,
         )
         if proc.returncode == 0:
             removed.append(names[0])
