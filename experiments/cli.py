@@ -253,8 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
             "byte. Prints kernel | model side by side and a verdict (MATCH, MISMATCH, XFAIL, "
             "XPASS), checks the spec's [expect], and writes a result bundle that `natlab judge` "
             "can re-check anywhere. Needs root. Everything is torn down afterwards, even on "
-            "errors. Exit status 0 only when every spec is MATCH or XFAIL and no expectation "
-            "fails.",
+            "errors, SIGTERM, SIGHUP and Ctrl-C (exit 143, 129, 130; finished bundles are kept "
+            "whole, no partial one is left). First it sweeps what dead natlab runs left (said "
+            "in one line on stderr), and refuses in one line, before anything is built, an "
+            "--out that cannot be written and a sysctl no network namespace has. A spec that "
+            "fails on the kernel is told in its own line and the other specs still run. Exit "
+            "status: 0 when every spec is MATCH or XFAIL and no expectation fails; 2 when any "
+            "spec could not be run; else 3.",
             cmd_run)
     specs(p)
     p.add_argument("--json", action="store_true",
@@ -296,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("clean", "remove what crashed natlab runs left behind (root)",
             "Find processes, links and state files of dead natlab runs (by natlab's own run "
-            "ids only) and remove them. Live runs are left alone unless named.", cmd_clean)
+            "ids only), and partial bundles in ./results and work directories in $TMPDIR whose "
+            "owner is dead, and remove them. Live runs are left alone unless named. An id this "
+            "machine never had (nor swept) is an error (exit 2). `natlab run` and `natlab up` "
+            "sweep dead runs first too.", cmd_clean)
     p.add_argument("run_id", nargs="?", metavar="RUN_ID", default=None,
                    help="sweep this run even if its owner is alive")
 
