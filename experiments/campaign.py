@@ -79,7 +79,7 @@ def in_order(count: int, jobs: int, one: Callable[[int], T]) -> Iterator[T]:
                     raise RuntimeError(f"a natlab worker failed:\n{value[0]}")
     finally:
         # Wait for their teardown; SIGINT, SIGTERM, SIGHUP meanwhile cannot cut it.
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in ENDING_SIGNALS}
+        previous = {s: signal.signal(s, _absorb) for s in ENDING_SIGNALS}
         try:
             for _, proc in running.values():
                 if proc.is_alive() and proc.pid is not None:
@@ -91,12 +91,18 @@ def in_order(count: int, jobs: int, one: Callable[[int], T]) -> Iterator[T]:
                 signal.signal(s, handler)
 
 
+def _absorb(signum: int, frame: object) -> None:
+    """Take a signal and do nothing. (Not SIG_IGN: a signal that arrived just before the switch
+    would then be raised as "OSError: Signal N ignored due to race condition" wherever the
+    program is, in the middle of a teardown.)"""
+
+
 def _worker(one: Callable[[int], object], i: int, writer: Connection) -> None:
     """A forked worker: run item `i`, send back the outcome."""
 
     def interrupt_once(signum: int, frame: object) -> None:
         for s in ENDING_SIGNALS:  # a second signal must not cut teardown
-            signal.signal(s, signal.SIG_IGN)
+            signal.signal(s, _absorb)
         raise KeyboardInterrupt
 
     for s in ENDING_SIGNALS:
@@ -112,7 +118,7 @@ def _worker(one: Callable[[int], object], i: int, writer: Connection) -> None:
     except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent
         result = ("bug", traceback.format_exc())
     for s in ENDING_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, _absorb)
     with contextlib.suppress(OSError):  # the parent is gone
         writer.send(result)
     writer.close()

@@ -45,7 +45,8 @@ def _children(pid: int) -> set[int]:
 
 
 def interrupt(out_dir: Path, *, after_lines: int, delay: float, group: bool,
-              jobs: int = 1, on_partial: bool = False) -> tuple[int, str, str, set[str]]:
+              jobs: int = 1, on_partial: bool = False, signum: int = signal.SIGINT
+              ) -> tuple[int, str, str, set[str]]:
     """Start a multi-spec run, SIGINT it `delay` s into the run of the spec after its
     `after_lines`-th result line (or as soon as a bundle is being written, with
     `on_partial`). Returns (status, stdout, stderr, ids of every run it made)."""
@@ -71,9 +72,9 @@ def interrupt(out_dir: Path, *, after_lines: int, delay: float, group: bool,
                 fire = fire_at is not None and time.monotonic() >= fire_at
             if fire:
                 if group:
-                    os.killpg(proc.pid, signal.SIGINT)
+                    os.killpg(proc.pid, signum)
                 else:
-                    os.kill(proc.pid, signal.SIGINT)
+                    os.kill(proc.pid, signum)
                 sent = True
         time.sleep(0.0005 if on_partial else 0.005)
     reader.join(timeout=60)

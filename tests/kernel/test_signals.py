@@ -276,3 +276,20 @@ def test_clean_of_an_unknown_run_id_says_so() -> None:
         f"natlab: no run {run_id} on this machine: no state file, process or link carries "
         "that id, and no natlab swept it"]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["TERM", "HUP"])
+def test_terminating_parallel_workers(tmp_path: Path, name: str) -> None:
+    """`natlab run -j 3` gets SIGTERM (to natlab alone, as `timeout` sends it) or SIGHUP (to
+    the whole group, as a closed terminal sends it): every worker tears down, finished
+    bundles are whole, nothing else is left."""
+    from tests.kernel.test_interrupted_runs import check_results, interrupt
+
+    signum = SIGNALS[name]
+    out_dir = tmp_path / "results"
+    status, out, err, runs = interrupt(out_dir, after_lines=1, delay=0.2, jobs=3,
+                                       group=signum == signal.SIGHUP, signum=signum)
+    assert status == 128 + signum, (status, err)
+    assert own_lines(err) == [MESSAGES[signum]], err
+    assert len(runs) >= 3
+    check_results(out_dir, out, runs)
