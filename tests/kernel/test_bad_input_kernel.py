@@ -21,10 +21,10 @@ import pytest
 from experiments.cli import main
 from tests.kernel.natlab_process import (
     leftovers,
-    natlab_run,
+    natlab,
     own_lines,
     readable_copy,
-    state_files,
+    runs_owned_by,
 )
 from tests.model.test_bad_input import BAD_INPUTS, CORPUS_FILES, write_bad_input
 from topologies.names import new_run_id
@@ -98,18 +98,19 @@ def _path_without(tmp_path: Path, missing: str) -> str:
 def test_a_missing_program_is_named(tmp_path: Path, missing: str, package: str,
                                     backend: str) -> None:
     env = {**os.environ, "PATH": _path_without(tmp_path, missing)}
-    before = set(state_files())
-    proc = natlab_run(["run", "--backend", backend, "--out", str(tmp_path / "results"),
-                       "seed-dnat-udp"], env=env)
+    popen = natlab(["run", "--backend", backend, "--out", str(tmp_path / "results"),
+                    "seed-dnat-udp"], env=env)
+    out, err = popen.communicate(timeout=120)
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         f"natlab: {missing} not found on PATH: install the Debian package {package} "
         f"(apt-get install {package}), or run `make setup`"]
     assert proc.stdout == ""
     assert not (tmp_path / "results").exists()
-    # No state file left by this (finished) run; runs of other test workers are alive.
-    assert not {r for r, s in state_files().items()
-                if r not in before and not Path(f"/proc/{s.get('owner_pid')}").exists()}
+    # No run was made: no state file of this natlab (other tests' killed runs may be there
+    # for a moment, until a natlab sweeps them).
+    assert not runs_owned_by([popen.pid])
 
 
 @pytest.fixture(scope="module")
