@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from rich.table import Table
 from experiments.backends import BACKENDS
 from experiments.campaign import in_order
 from experiments.errors import (
+    ENDING_SIGNALS,
     UserError,
     handle_ending_signals,
     kernel_preflight,
@@ -353,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"natlab: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:   # Ctrl-C, SIGTERM or SIGHUP: everything is torn down by now
+        if argv is None:
+            # A further signal now would meet the default handlers Python restores while it
+            # shuts down and end the process by that signal instead of this exit status.
+            signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
         status, words_ = signal_exit_status()
         with contextlib.suppress(OSError):   # after SIGHUP the terminal may be gone
             print(f"natlab: {words_}", file=sys.stderr)

@@ -4,7 +4,8 @@ The signal matrix: `natlab run` and `natlab up --simple` get SIGINT (to the proc
 terminal's Ctrl-C), SIGTERM or SIGHUP (to natlab alone, as `kill` or `timeout` send them) or
 SIGKILL in each phase of a run: while the topology is built, while the rules load, while a
 capture runs, during traffic, during teardown. After INT, TERM and HUP natlab exits 130, 143 or
-129 with one line and nothing of the run is left: no process, namespace, link, mount, state
+129 with one line (a second signal soon after the first does not cut the teardown) and
+nothing of the run is left: no process, namespace, link, mount, state
 file, work directory in $TMPDIR or partial bundle, and any bundle is whole. After SIGKILL the
 next natlab (the next phase's run or up, then a final `natlab clean`) sweeps what was left and
 says so (or another test's natlab did, as its swept log records).
@@ -182,6 +183,12 @@ def test_signal_in_every_phase_leaves_nothing(tmp_path: Path, command: str, name
                         if command == "up" and signum == signal.SIGINT \
                                 and phase in ("capture", "traffic"):
                             _second_ctrl_c(proc, watch, phase)
+                        elif signum != signal.SIGKILL:
+                            # A second signal, as an impatient user sends it: it must not
+                            # cut the teardown the first one started.
+                            time.sleep(rng.uniform(0.01, 0.1))
+                            if proc.poll() is None:
+                                _signal(proc, signum)
                         break
                 time.sleep(0.002)
             if fired and signum == signal.SIGKILL:
