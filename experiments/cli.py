@@ -350,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else USAGE
     try:
         status: int = args.func(args)
+        if argv is None:  # done: a signal now must not turn this status into death by it
+            signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
         return status
     except UserError as e:
         print(f"natlab: {' '.join(str(e).split())}", file=sys.stderr)

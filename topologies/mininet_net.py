@@ -63,6 +63,7 @@ from topologies.sweep import (
     find_leftovers,
     kill_processes,
     processes_of,
+    record_ended,
     scan_processes,
 )
 
@@ -553,4 +554,5 @@ class _Builder:
                 + " (state file kept; `natlab sweep` can remove the rest)"
             )
         remove_state(self.run_id, self.state_dir)
+        record_ended({self.run_id: 0}, "teardown", self.state_dir)
         log.debug("%s down in %.3f s", self.network, self.network.stop_seconds)

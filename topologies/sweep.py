@@ -254,41 +254,49 @@ def remove_dead_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
     return removed, errors
 
 
-# --- the record of swept runs ---------------------------------------------------------------------
+# --- the record of ended runs -----------------------------------------------------------------
 
-SWEPT_LOG = "swept.log"   # in the state directory: `<run id> <time> <sweeper pid> <killed>`
-_SWEPT_KEEP = 2000
+# In the state directory, one line per run that ended: `<run id> <time> <pid> <how> <killed>`,
+# how = `teardown` (its own natlab tore it down) or `swept` (a sweep removed what was left).
+ENDED_LOG = "ended.log"
+_ENDED_MAX_BYTES = 1 << 20
 
 
-def _record_swept(runs: dict[str, int], state_dir: Path) -> None:
+def record_ended(runs: dict[str, int], how: str, state_dir: Path = STATE_DIR) -> None:
+    """Append to the record (O_APPEND: lines of concurrent natlabs never overwrite each
+    other); the oldest half is dropped once it grows past 1 MiB."""
     if not runs:
         return
-    path = state_dir / SWEPT_LOG
-    try:
-        lines = path.read_text().splitlines()[-_SWEPT_KEEP:]
-    except OSError:
-        lines = []
     now = time.time()
-    lines += [f"{rid} {now:.0f} {os.getpid()} {n}" for rid, n in runs.items()]
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    text = "".join(f"{rid} {now:.0f} {os.getpid()} {how} {n}\n" for rid, n in runs.items())
+    path = state_dir / ENDED_LOG
     with contextlib.suppress(OSError):
         state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
-    tmp.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        if path.stat().st_size > _ENDED_MAX_BYTES:
+            lines = path.read_text().splitlines(keepends=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text("".join(lines[len(lines) // 2:]))
+            os.replace(tmp, path)
 
 
-def swept_before(run_id: str, state_dir: Path = STATE_DIR) -> str | None:
-    """How `run_id` was swept earlier (by another natlab), or None when it never was."""
+def ended_before(run_id: str, state_dir: Path = STATE_DIR) -> str | None:
+    """How `run_id` ended earlier, or None when this machine has no record of it."""
     try:
-        lines = (state_dir / SWEPT_LOG).read_text().splitlines()
+        lines = (state_dir / ENDED_LOG).read_text().splitlines()
     except OSError:
         return None
     for line in reversed(lines):
         words = line.split()
-        if len(words) == 4 and words[0] == run_id:
+        if len(words) == 5 and words[0] == run_id:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(words[1])))
-            return f"already swept at {when} by natlab pid {words[2]} (killed {words[3]} " \
+            if words[3] == "teardown":
+                return f"torn down by its own natlab (pid {words[2]}) at {when}"
+            return f"already swept at {when} by natlab pid {words[2]} (killed {words[4]} " \
                    "process(es))"
     return None
 
@@ -316,7 +324,7 @@ class SweepReport:
 
     def summary(self) -> str:
         if self.earlier is not None:
-            return f"run {' '.join(self.swept)}: {self.earlier}; nothing left"
+            return f"run {' '.join(self.swept)}: nothing left ({self.earlier})"
         return (
             f"swept {len(self.swept)} run(s) {' '.join(self.swept)}; "
             f"killed {len(self.killed)} process(es), removed {len(self.links_removed)} link(s), "
@@ -340,10 +348,10 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR, *,
             raise ValueError(f"not a natlab run id: {run_id!r}")
         if not state_path(run_id, state_dir).exists() and not processes_of(run_id, procs) \
                 and not links_of(run_id, root_links()):
-            earlier = swept_before(run_id, state_dir)
+            earlier = ended_before(run_id, state_dir)
             if earlier is None:
                 raise UnknownRun(f"no run {run_id} on this machine: no state file, process or "
-                                 "link carries that id, and no natlab swept it")
+                                 "link carries that id, and no natlab ran or swept it")
             return SweepReport(swept=(run_id,), earlier=earlier)
         targets = [run_id]
         skipped: list[str] = []
@@ -385,7 +393,7 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR, *,
         states_removed.append(tmp.name)
     files_removed, failed = remove_dead_files(dead_files(results, tmpdir))
     errors += failed
-    _record_swept(killed_of, state_dir)
+    record_ended(killed_of, "swept", state_dir)
     return SweepReport(
         swept=tuple(targets),
         skipped=tuple(skipped),
