@@ -1,9 +1,10 @@
 """Many runs at once: up to N specs in forked worker processes, results in spec order.
 
-Each worker owns its run (namespaces, captures, SIGINT handling). On Ctrl-C or an error every
-running worker is interrupted, tears its run down, and is waited for; nothing is left behind
-and only complete results are reported. A worker's UserError, interruption or bug is raised in
-the parent when that spec's turn comes, as if the specs had run one by one.
+Each worker owns its run (namespaces, captures, signal handling). On Ctrl-C, SIGTERM, SIGHUP
+or an error every running worker is interrupted, tears its run down, and is waited for;
+nothing is left behind and only complete results are reported. A worker's UserError,
+interruption or bug is raised in the parent when that spec's turn comes, as if the specs had
+run one by one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
-from experiments.errors import UserError
+from experiments.errors import ENDING_SIGNALS, UserError
 
 T = TypeVar("T")
 
@@ -45,13 +46,13 @@ def in_order(count: int, jobs: int, one: Callable[[int], T]) -> Iterator[T]:
                 reader, writer = ctx.Pipe(duplex=False)
                 sys.stdout.flush()
                 sys.stderr.flush()
-                # SIGINT stays blocked until the worker has its own handler.
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                # The ending signals stay blocked until the worker has its own handlers.
+                signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
                 try:
                     proc = ctx.Process(target=_worker, args=(one, todo, writer))
                     proc.start()
                 finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS)
                 writer.close()
                 running[reader] = (todo, proc)
                 todo += 1
@@ -77,7 +78,8 @@ def in_order(count: int, jobs: int, one: Callable[[int], T]) -> Iterator[T]:
                 else:
                     raise RuntimeError(f"a natlab worker failed:\n{value[0]}")
     finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # wait for their teardown
+        # Wait for their teardown; SIGINT, SIGTERM, SIGHUP meanwhile cannot cut it.
+        previous = {s: signal.signal(s, _absorb) for s in ENDING_SIGNALS}
         try:
             for _, proc in running.values():
                 if proc.is_alive() and proc.pid is not None:
@@ -85,18 +87,27 @@ def in_order(count: int, jobs: int, one: Callable[[int], T]) -> Iterator[T]:
             for _, proc in running.values():
                 proc.join()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _absorb(signum: int, frame: object) -> None:
+    """Take a signal and do nothing. (Not SIG_IGN: a signal that arrived just before the switch
+    would then be raised as "OSError: Signal N ignored due to race condition" wherever the
+    program is, in the middle of a teardown.)"""
 
 
 def _worker(one: Callable[[int], object], i: int, writer: Connection) -> None:
     """A forked worker: run item `i`, send back the outcome."""
 
     def interrupt_once(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut teardown
+        for s in ENDING_SIGNALS:  # a second signal must not cut teardown
+            signal.signal(s, _absorb)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, interrupt_once)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    for s in ENDING_SIGNALS:
+        signal.signal(s, interrupt_once)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS)
     result: _Outcome
     try:
         result = ("ok", one(i))
@@ -106,7 +117,8 @@ def _worker(one: Callable[[int], object], i: int, writer: Connection) -> None:
         result = ("interrupted",)
     except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent
         result = ("bug", traceback.format_exc())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in ENDING_SIGNALS:
+        signal.signal(s, _absorb)
     with contextlib.suppress(OSError):  # the parent is gone
         writer.send(result)
     writer.close()

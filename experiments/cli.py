@@ -14,9 +14,12 @@ natlab and keeps its traceback (exit status 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,14 @@ from rich.table import Table
 
 from experiments.backends import BACKENDS
 from experiments.campaign import in_order
-from experiments.errors import UserError, kernel_preflight, require_root
+from experiments.errors import (
+    ENDING_SIGNALS,
+    UserError,
+    handle_ending_signals,
+    kernel_preflight,
+    require_root,
+    signal_exit_status,
+)
 from experiments.library import builtin_spec_paths, load_specs
 from experiments.model_config import check_rules
 from experiments.modelrun import run as model_run
@@ -39,9 +49,13 @@ OK, BUG, USAGE, NOT_CLEAN = 0, 1, 2, 3
 
 _EPILOG = """\
 exit status: 0 ok; 1 a bug in natlab (with a traceback); 2 a problem you can fix (bad spec,
-unsupported rule, missing program, not root, a bundle refused), told in one line; 3 finished,
-but the result is not clean (for `judge`: anything differing from the record, or a verdict
-not clean; leftovers for `clean`); 130 interrupted.
+unsupported rule, missing program, not root, a bundle refused, an output folder that cannot
+be written, a sysctl no network namespace has, `clean` of a run id this machine never had),
+told in one line; 3 finished, but the result is not clean (for `judge`: anything differing
+from the record, or a verdict not clean; leftovers for `clean`); 130 interrupted (Ctrl-C),
+143 SIGTERM, 129 SIGHUP: everything torn down first. `natlab run` with several specs runs
+them all even when one fails on the kernel (each failure is told in its own line): 2 if any
+could not be run, else 3 if any is not clean, else 0.
 
 SPEC is a spec file, a directory of *.toml specs, or the name of a built-in spec
 (`natlab list` shows them). The spec format: docs/spec-format.md."""
@@ -105,30 +119,67 @@ def cmd_model(args: argparse.Namespace) -> int:
     return OK
 
 
+def _check_out(results: Path) -> None:
+    """Refuse, before anything is built, an output place where no bundle can be written."""
+    absolute = Path(os.path.abspath(results))
+    for pseudo in ("/proc", "/sys", "/dev"):
+        if absolute == Path(pseudo) or Path(pseudo) in absolute.parents:
+            raise UserError(f"--out {results}: {pseudo} is not a place for result bundles")
+    place = absolute
+    while not place.exists():          # the nearest existing folder must take the new ones
+        if place.is_symlink():
+            raise UserError(f"--out {results}: {place} is a dangling symbolic link")
+        place = place.parent
+    if not place.is_dir():
+        raise UserError(f"--out {results}: {place} exists and is not a directory")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise UserError(f"--out {results}: cannot write in {place} (read-only or no "
+                        "permission)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Each spec on the kernel, then the model fed what the gateway received; compared."""
+    """Each spec on the kernel, then the model fed what the gateway received; compared.
+    A spec the kernel refuses is told in its own line and the others still run."""
     specs = load_specs(args.specs, args.backend)
     kernel_preflight("run", [s.backend for s in specs])
+    results = Path(args.out) if args.out else Path("results")
+    _check_out(results)
+    _lazy("experiments.kernel.preflight", "check_sysctl_names", "run")(specs)
     model_problems: dict[int, UserError] = {}
     for i, spec in enumerate(specs):
         try:
             check_rules(spec)
         except UserError as e:      # reported after the kernel had its say on the same rules
             model_problems[i] = e
+    swept = _lazy("topologies.sweep", "sweep_before_run", "run")(results)
+    if swept is not None:
+        print(f"natlab: {swept}", file=sys.stderr)
     run_spec = _lazy("experiments.session", "run_spec", "run")
     out = console()
-    results = Path(args.out) if args.out else Path("results")
 
-    def one(i: int) -> tuple[str, bool]:
-        rec = run_spec(specs[i], results, model_problems.get(i))
-        return (run_json(rec) if args.json else run_text(out, rec, args.verbose)), rec.clean
+    def one(i: int) -> tuple[str, int]:
+        try:
+            rec = run_spec(specs[i], results, model_problems.get(i))
+        except UserError as e:      # this spec failed: told in one line, the others still run
+            return " ".join(str(e).split()), e.exit_status
+        text = run_json(rec) if args.json else run_text(out, rec, args.verbose)
+        return text, OK if rec.clean else NOT_CLEAN
 
-    clean = True
-    for text, spec_clean in in_order(len(specs), args.jobs, one):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        clean = clean and spec_clean
-    return OK if clean else NOT_CLEAN
+    statuses = []
+    for text, status in in_order(len(specs), args.jobs, one):
+        if status in (OK, NOT_CLEAN):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            sys.stdout.flush()
+            print(f"natlab: {text}", file=sys.stderr)
+        statuses.append(status)
+    failed = [s for s in statuses if s not in (OK, NOT_CLEAN)]
+    if failed and len(specs) > 1:
+        print(f"natlab: {len(failed)} of {len(specs)} specs could not be run", file=sys.stderr)
+    if failed:
+        return USAGE
+    return NOT_CLEAN if NOT_CLEAN in statuses else OK
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -141,7 +192,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     require_root("clean")
     sweep = _lazy("topologies.sweep", "sweep", "clean")
     try:
-        report = sweep(args.run_id)
+        report = sweep(args.run_id, results=Path("results"), tmpdir=Path(tempfile.gettempdir()))
     except ValueError as e:
         raise UserError(str(e)) from None
     print(report.summary())
@@ -203,8 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
             "byte. Prints kernel | model side by side and a verdict (MATCH, MISMATCH, XFAIL, "
             "XPASS), checks the spec's [expect], and writes a result bundle that `natlab judge` "
             "can re-check anywhere. Needs root. Everything is torn down afterwards, even on "
-            "errors. Exit status 0 only when every spec is MATCH or XFAIL and no expectation "
-            "fails.",
+            "errors, SIGTERM, SIGHUP and Ctrl-C (exit 143, 129, 130; finished bundles are kept "
+            "whole, no partial one is left). First it sweeps what dead natlab runs left (said "
+            "in one line on stderr), and refuses in one line, before anything is built, an "
+            "--out that cannot be written and a sysctl no network namespace has. A spec that "
+            "fails on the kernel is told in its own line and the other specs still run. Exit "
+            "status: 0 when every spec is MATCH or XFAIL and no expectation fails; 2 when any "
+            "spec could not be run; else 3.",
             cmd_run)
     specs(p)
     p.add_argument("--json", action="store_true",
@@ -249,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("clean", "remove what crashed natlab runs left behind (root)",
             "Find processes, links and state files of dead natlab runs (by natlab's own run "
-            "ids only) and remove them. Live runs are left alone unless named.", cmd_clean)
+            "ids only), and partial bundles in ./results and work directories in $TMPDIR whose "
+            "owner is dead, and remove them. Live runs are left alone unless named. An id this "
+            "machine never had (nor swept) is an error (exit 2). `natlab run` and `natlab up` "
+            "sweep dead runs first too.", cmd_clean)
     p.add_argument("run_id", nargs="?", metavar="RUN_ID", default=None,
                    help="sweep this run even if its owner is alive")
 
@@ -280,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     """The `natlab` console script."""
     parser = build_parser()
     words = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the console script, not a test calling main() in its own process
+        handle_ending_signals()
     try:
         if words[:1] == ["bench"]:
             # argparse's REMAINDER refuses a first word that looks like an option
@@ -291,13 +352,21 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else USAGE
     try:
         status: int = args.func(args)
+        if argv is None:  # done: a signal now must not turn this status into death by it
+            signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
         return status
     except UserError as e:
         print(literal(f"natlab: {' '.join(str(e).split())}", markup=False), file=sys.stderr)
         return e.exit_status
-    except KeyboardInterrupt:
-        print("natlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:   # Ctrl-C, SIGTERM or SIGHUP: everything is torn down by now
+        if argv is None:
+            # A further signal now would meet the default handlers Python restores while it
+            # shuts down and end the process by that signal instead of this exit status.
+            signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
+        status, words_ = signal_exit_status()
+        with contextlib.suppress(OSError):   # after SIGHUP the terminal may be gone
+            print(f"natlab: {words_}", file=sys.stderr)
+        return status
     except BrokenPipeError:
         # stdout closed early (`natlab list | head`): not an error worth a traceback.
         devnull = os.open(os.devnull, os.O_WRONLY)

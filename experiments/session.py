@@ -23,6 +23,7 @@ from experiments.records.bundle import documents
 from experiments.records.show import RunRecord
 from experiments.spec import Spec
 from topologies.hostexec import KernelError
+from topologies.names import OWNER_FILE, owner_mark
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ def workdir(out: str | None, name: str) -> Path:
     """A fresh directory for one run's files; never an existing one (a temporary directory
     when `out` is None)."""
     if out is None:
-        return Path(tempfile.mkdtemp(prefix=f"natlab-{name}-"))
+        path = Path(tempfile.mkdtemp(prefix=f"natlab-{name}-"))
+        (path / OWNER_FILE).write_text(owner_mark())  # the sweeper removes it once we are dead
+        return path
     base = Path(out)
     base.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

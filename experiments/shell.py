@@ -8,12 +8,13 @@ shell. Leaving tears everything down.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from experiments.backends import BackendName
-from experiments.errors import UserError, kernel_preflight
+from experiments.errors import Signalled, UserError, kernel_preflight, signal_consumed
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
 from experiments.rulefiles import file_reading_problem
@@ -23,6 +24,7 @@ from topologies.description import Topology
 from topologies.hostexec import KernelError
 from topologies.mininet_net import Network, running
 from topologies.presets import PRESETS
+from topologies.sweep import sweep_before_run
 
 SHELL_HELP = """\
   HOST COMMAND [ARGS...]   run a command inside HOST (no shell: an argument list), e.g.
@@ -60,6 +62,9 @@ def up(topology_arg: str, backend_arg: BackendName | None, rules_file: str | Non
             raise UserError(f"{rules_file}: --rules: {problem}")
         rules, nft = (text, None) if backend != "nft" else ("", text)
     kernel_preflight("up", [backend])
+    swept = sweep_before_run(None)
+    if swept is not None:
+        print(f"natlab: {swept}", file=sys.stderr)
     try:
         return _up(topology, spec, backend, rules, nft, simple)
     except KernelError as e:        # a tool refused the rules, a program failed: one line
@@ -136,7 +141,12 @@ def interactive(net: Network, stdin: TextIO, stdout: TextIO) -> int:
             proc = net.host(words[0]).popen(words[1:], stdin=None, stdout=None, stderr=None)
             try:
                 code = proc.wait()
-            except KeyboardInterrupt:
+            except Signalled as e:
+                if e.signum != signal.SIGINT:   # SIGTERM, SIGHUP: natlab ends, teardown
+                    raise                       # stops the command
+                code = proc.wait()
+                signal_consumed()               # the next Ctrl-C, at the prompt, ends natlab
+            except KeyboardInterrupt:           # Ctrl-C reached the command too
                 code = proc.wait()
         except Exception as e:  # noqa: BLE001 - one failed command must not end the session
             say(f"natlab: {e}")

@@ -63,6 +63,7 @@ from topologies.sweep import (
     find_leftovers,
     kill_processes,
     processes_of,
+    record_ended,
     scan_processes,
 )
 
@@ -240,35 +241,43 @@ def running(
         yield builder.network
 
 
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _SigintDeferred:
-    """Hold SIGINT back for the duration (main thread only; Python runs signal handlers only
-    there), then deliver it the way the previous handler would have, if asked to."""
+    """Hold SIGINT, SIGTERM and SIGHUP back for the duration (main thread only; Python runs
+    signal handlers only there), then deliver the first one held the way the previous handler
+    would have, if asked to."""
 
     def __init__(self) -> None:
-        self.held = False
-        self.previous: Any = None
+        self.held: int | None = None
+        self.previous: dict[int, Any] = {}
         self.active = threading.current_thread() is threading.main_thread()
 
     def __enter__(self) -> _SigintDeferred:
         if self.active:
-            self.previous = signal.signal(signal.SIGINT, self._hold)
+            for signum in _HELD_SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._hold)
         return self
 
     def _hold(self, signum: int, frame: object) -> None:
-        self.held = True
+        if self.held is None:
+            self.held = signum
 
     def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
 
     def deliver(self) -> None:
-        """Act on a held SIGINT as the restored handler would (default: KeyboardInterrupt)."""
-        if not self.held:
+        """Act on a held signal as the restored handler would (SIGINT's default:
+        KeyboardInterrupt)."""
+        if self.held is None:
             return
-        if callable(self.previous):
-            self.previous(signal.SIGINT, None)
-        elif self.previous == signal.SIG_DFL:
-            os.kill(os.getpid(), signal.SIGINT)
+        previous = self.previous.get(self.held)
+        if callable(previous):
+            previous(self.held, None)
+        elif previous == signal.SIG_DFL:
+            os.kill(os.getpid(), self.held)
 
 
 class _Builder:
@@ -502,8 +511,9 @@ class _Builder:
 
     def exit(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         """ExitStack hook: tear down; a teardown failure while another error propagates is
-        attached to that error as a note instead of hiding it. A Ctrl-C during teardown is
-        held back until teardown is done (then raised, unless an error already propagates)."""
+        attached to that error as a note instead of hiding it. A Ctrl-C (or SIGTERM, SIGHUP)
+        during teardown is held back until teardown is done (then raised, unless an error
+        already propagates)."""
         with _SigintDeferred() as sigint:
             try:
                 self.teardown()
@@ -544,4 +554,5 @@ class _Builder:
                 + " (state file kept; `natlab sweep` can remove the rest)"
             )
         remove_state(self.run_id, self.state_dir)
+        record_ended({self.run_id: 0}, "teardown", self.state_dir)
         log.debug("%s down in %.3f s", self.network, self.network.stop_seconds)

@@ -211,3 +211,31 @@ def state_run_ids(state_dir: Path = STATE_DIR) -> list[str]:
     if not state_dir.is_dir():
         return []
     return sorted(p.stem for p in state_dir.glob("*.json") if is_run_id(p.stem))
+
+
+# --- owner marks on files --------------------------------------------------------------------
+
+# A run's files (its work directory in $TMPDIR, a bundle being written) carry their owner's pid
+# and start time, so the sweeper removes them only when that owner is dead.
+OWNER_FILE = ".natlab-owner"
+PARTIAL_RE = re.compile(r"\.partial-(nl[0-9a-z]{4})-(\d+)-(\d+)")
+
+
+def owner_mark() -> str:
+    """`<pid>-<start time>` of this process."""
+    pid = os.getpid()
+    return f"{pid}-{process_start_time(pid)}"
+
+
+def mark_is_dead(mark: str) -> bool:
+    """True when the process a mark names is gone (False for anything that is not a mark:
+    what natlab cannot attribute, it leaves alone)."""
+    pid, _, start = mark.strip().partition("-")
+    if not (pid.isdigit() and start.isdigit()):
+        return False
+    return not is_alive(int(pid), int(start))
+
+
+def partial_bundle_name(run_id: str) -> str:
+    """The hidden name a bundle is written under before it is renamed into place."""
+    return f".partial-{run_id}-{owner_mark()}"

@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,8 +31,12 @@ from pathlib import Path
 
 from topologies.names import (
     ENV_MARKER,
+    OWNER_FILE,
+    PARTIAL_RE,
     STATE_DIR,
+    is_alive,
     is_run_id,
+    mark_is_dead,
     process_start_time,
     read_state,
     remove_state,
@@ -113,8 +119,11 @@ def processes_of(run_id: str, procs: Iterable[ProcInfo]) -> list[ProcInfo]:
 
 def root_links() -> list[str]:
     """Names of the links in our own network namespace."""
+    # A session of its own: a terminal's Ctrl-C to natlab's process group during teardown
+    # (which natlab holds back) must not kill the check.
     proc = subprocess.run(
-        ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False
+        ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False,
+        start_new_session=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"`ip -j link show` failed: {proc.stderr.decode().strip()}")
@@ -137,7 +146,8 @@ def delete_links(run_id: str) -> tuple[list[str], list[str]]:
         if not names:
             return removed, errors
         proc = subprocess.run(
-            ["ip", "link", "del", "dev", names[0]], capture_output=True, timeout=10, check=False
+            ["ip", "link", "del", "dev", names[0]], capture_output=True, timeout=10, check=False,
+            start_new_session=True,
         )
         if proc.returncode == 0:
             removed.append(names[0])
@@ -202,6 +212,99 @@ def kill_processes(procs: Iterable[ProcInfo], timeout: float = 5.0) -> list[int]
     return killed
 
 
+# --- files of dead runs ------------------------------------------------------------------------
+
+
+def dead_files(results: Path | None = None, tmpdir: Path | None = None) -> list[Path]:
+    """Hidden partial bundles (`.partial-<run id>-<pid>-<start>`) in `results` and work
+    directories (`natlab-*` holding an owner mark) in `tmpdir` whose owner is dead. Anything
+    without a readable mark is not natlab's to judge and is left alone."""
+    out: list[Path] = []
+    if results is not None and results.is_dir():
+        for p in results.iterdir():
+            m = PARTIAL_RE.fullmatch(p.name)
+            if m and p.is_dir() and not p.is_symlink() \
+                    and not is_alive(int(m.group(2)), int(m.group(3))):
+                out.append(p)
+    if tmpdir is not None and tmpdir.is_dir():
+        for p in tmpdir.glob("natlab-*"):
+            if not p.is_dir() or p.is_symlink():
+                continue
+            try:
+                mark = (p / OWNER_FILE).read_text()
+            except OSError:
+                continue
+            if mark_is_dead(mark):
+                out.append(p)
+    return sorted(out)
+
+
+def remove_dead_files(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
+    """Remove each directory (re-checked just before: still a directory, not a link).
+    Returns (paths removed, error messages)."""
+    removed, errors = [], []
+    for p in paths:
+        if not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            shutil.rmtree(p)
+            removed.append(str(p))
+        except OSError as e:
+            errors.append(f"removing {p}: {e.strerror or e}")
+    return removed, errors
+
+
+# --- the record of ended runs -----------------------------------------------------------------
+
+# In the state directory, one line per run that ended: `<run id> <time> <pid> <how> <killed>`,
+# how = `teardown` (its own natlab tore it down) or `swept` (a sweep removed what was left).
+ENDED_LOG = "ended.log"
+_ENDED_MAX_BYTES = 1 << 20
+
+
+def record_ended(runs: dict[str, int], how: str, state_dir: Path = STATE_DIR) -> None:
+    """Append to the record (O_APPEND: lines of concurrent natlabs never overwrite each
+    other); the oldest half is dropped once it grows past 1 MiB."""
+    if not runs:
+        return
+    now = time.time()
+    text = "".join(f"{rid} {now:.0f} {os.getpid()} {how} {n}\n" for rid, n in runs.items())
+    path = state_dir / ENDED_LOG
+    with contextlib.suppress(OSError):
+        state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        if path.stat().st_size > _ENDED_MAX_BYTES:
+            lines = path.read_text().splitlines(keepends=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text("".join(lines[len(lines) // 2:]))
+            os.replace(tmp, path)
+
+
+def ended_before(run_id: str, state_dir: Path = STATE_DIR) -> str | None:
+    """How `run_id` ended earlier, or None when this machine has no record of it."""
+    try:
+        lines = (state_dir / ENDED_LOG).read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        words = line.split()
+        if len(words) == 5 and words[0] == run_id:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(words[1])))
+            if words[3] == "teardown":
+                return f"torn down by its own natlab (pid {words[2]}) at {when}"
+            return f"already swept at {when} by natlab pid {words[2]} (killed {words[4]} " \
+                   "process(es))"
+    return None
+
+
+class UnknownRun(ValueError):
+    """`natlab clean ID` for an id this machine has no trace of."""
+
+
 @dataclass(frozen=True)
 class SweepReport:
     swept: tuple[str, ...] = ()
@@ -209,25 +312,47 @@ class SweepReport:
     killed: tuple[int, ...] = ()
     links_removed: tuple[str, ...] = ()
     state_files_removed: tuple[str, ...] = ()
+    files_removed: tuple[str, ...] = ()   # partial bundles, work directories
     errors: tuple[str, ...] = field(default=())
+    earlier: str | None = None   # `clean ID` of a run another natlab swept already
+
+    @property
+    def anything(self) -> bool:
+        """Did this sweep remove anything?"""
+        return bool(self.swept or self.killed or self.links_removed or self.state_files_removed
+                    or self.files_removed or self.errors)
 
     def summary(self) -> str:
+        if self.earlier is not None:
+            return f"run {' '.join(self.swept)}: nothing left ({self.earlier})"
         return (
             f"swept {len(self.swept)} run(s) {' '.join(self.swept)}; "
-            f"killed {len(self.killed)} process(es), removed {len(self.links_removed)} link(s) "
-            f"and {len(self.state_files_removed)} state file(s); "
+            f"killed {len(self.killed)} process(es), removed {len(self.links_removed)} link(s), "
+            f"{len(self.state_files_removed)} state file(s) "
+            f"and {len(self.files_removed)} partial bundle(s) or work director(y/ies); "
             f"skipped {len(self.skipped)} live run(s)"
             + (f"; errors: {'; '.join(self.errors)}" if self.errors else "")
         )
 
 
-def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport:
-    """Remove the leftovers of dead natlab runs (or of `run_id`, even if its owner lives)."""
+def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR, *,
+          results: Path | None = None, tmpdir: Path | None = None) -> SweepReport:
+    """Remove the leftovers of dead natlab runs (or of `run_id`, even if its owner lives),
+    and the partial bundles in `results` and work directories in `tmpdir` of dead owners.
+    Raises UnknownRun for a `run_id` of which nothing is known (never made here, or swept
+    long ago)."""
     procs = scan_processes()
     errors: list[str] = []
     if run_id is not None:
         if not is_run_id(run_id):
             raise ValueError(f"not a natlab run id: {run_id!r}")
+        if not state_path(run_id, state_dir).exists() and not processes_of(run_id, procs) \
+                and not links_of(run_id, root_links()):
+            earlier = ended_before(run_id, state_dir)
+            if earlier is None:
+                raise UnknownRun(f"no run {run_id} on this machine: no state file, process or "
+                                 "link carries that id, and no natlab ran or swept it")
+            return SweepReport(swept=(run_id,), earlier=earlier)
         targets = [run_id]
         skipped: list[str] = []
     else:
@@ -250,8 +375,11 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
     killed: list[int] = []
     links_removed: list[str] = []
     states_removed: list[str] = []
+    killed_of: dict[str, int] = {}
     for rid in targets:
-        killed += kill_processes(processes_of(rid, procs))
+        mine = kill_processes(processes_of(rid, procs))
+        killed += mine
+        killed_of[rid] = len(mine)
         removed, failed = delete_links(rid)
         links_removed += removed
         errors += failed
@@ -263,11 +391,25 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR) -> SweepReport
     for tmp in stale_temp_files(state_dir):
         tmp.unlink(missing_ok=True)
         states_removed.append(tmp.name)
+    files_removed, failed = remove_dead_files(dead_files(results, tmpdir))
+    errors += failed
+    record_ended(killed_of, "swept", state_dir)
     return SweepReport(
         swept=tuple(targets),
         skipped=tuple(skipped),
         killed=tuple(killed),
         links_removed=tuple(links_removed),
         state_files_removed=tuple(states_removed),
+        files_removed=tuple(files_removed),
         errors=tuple(errors),
     )
+
+
+def sweep_before_run(results: Path | None) -> str | None:
+    """What `natlab run` and `natlab up` do first: sweep every dead run of this machine (never
+    a live one), partial bundles of dead owners under `results` and work directories of dead
+    owners under $TMPDIR. Returns one line saying what was swept, or None when nothing was."""
+    report = sweep(results=results, tmpdir=Path(tempfile.gettempdir()))
+    if not report.anything:
+        return None
+    return "swept what dead natlab runs left: " + report.summary()

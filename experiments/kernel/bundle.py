@@ -21,6 +21,7 @@ from experiments.errors import UserError
 from experiments.kernel.run import Observation
 from experiments.observed import Observed
 from experiments.spec import Spec, spec_hash
+from topologies.names import partial_bundle_name
 
 
 def write_bundle(results: Path, spec: Spec, obs: Observation, observed: Observed,
@@ -33,7 +34,7 @@ def write_bundle(results: Path, spec: Spec, obs: Observation, observed: Observed
     final = results / f"{stamp}-{spec.name}-{spec.backend}-{obs.run_id}"
     if final.exists():
         raise UserError(f"{final}: a bundle of that name exists; natlab never overwrites one")
-    tmp = results / f".partial-{obs.run_id}-{os.getpid()}"
+    tmp = results / partial_bundle_name(obs.run_id)  # its owner: the sweeper can tell
     if tmp.exists():
         shutil.rmtree(tmp)
     try:  # from the mkdir on: a Ctrl-C right after it must not leave the directory

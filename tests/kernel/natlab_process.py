@@ -18,7 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-NATLAB = (sys.executable, "-m", "experiments.cli")
+# natlab with the signal dispositions the tests rely on: a process started in the background
+# inherits SIGINT ignored (and `nohup` SIGHUP), and natlab keeps an ignored signal ignored.
+_START = ("import signal, sys\n"
+          "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+          "for s in (signal.SIGTERM, signal.SIGHUP):\n"
+          "    signal.signal(s, signal.SIG_DFL)\n"
+          "from experiments.cli import main\n"
+          "sys.exit(main())\n")
+NATLAB = (sys.executable, "-c", _START)
+SWEPT_PREFIX = "natlab: swept what dead natlab runs left: "
+
+
+def own_lines(stderr: str) -> list[str]:
+    """stderr's lines without the sweep report (`natlab run` first sweeps the runs that
+    other tests killed, and says so)."""
+    return [line for line in stderr.splitlines() if not line.startswith(SWEPT_PREFIX)]
 STATE_DIR = Path("/run/natlab")
 RUN_ID_RE = re.compile(r"nl[0-9a-z]{4}")
 BUNDLE_FILES = ("spec.toml", "meta.json", "observed.json", "packets.jsonl", "prediction.json",
@@ -51,15 +66,6 @@ def state_files() -> dict[str, dict[str, object]]:
             except (OSError, ValueError):
                 continue
     return out
-
-
-def left_behind(before: Iterable[str]) -> set[str]:
-    """State files that appeared since `before` and whose owner is no longer alive: what a
-    finished natlab left behind. (Runs of other test workers, or of other sessions on the
-    machine, are alive and not counted.)"""
-    known = set(before)
-    return {rid for rid, s in state_files().items()
-            if rid not in known and not Path(f"/proc/{s.get('owner_pid')}").exists()}
 
 
 def runs_owned_by(pids: Iterable[int]) -> dict[str, dict[str, object]]:
@@ -174,3 +180,45 @@ def results_entries(results: Path) -> tuple[list[Path], list[Path]]:
     entries = sorted(results.iterdir())
     bundles = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
     return bundles, [p for p in entries if p not in bundles]
+
+
+# --- natlab as another user -----------------------------------------------------------------
+
+_LOAD = ("import contextlib, io, sys\n"
+         "from experiments.cli import main\n"
+         "with contextlib.redirect_stdout(io.StringIO()):\n"
+         "    main(['list'])\n"
+         "for m in list(sys.modules.values()):\n"
+         "    f = getattr(m, '__file__', None) or ''\n"
+         "    if 'site-packages/' in f:\n"
+         "        print(f.split('site-packages/', 1)[1].split('/', 1)[0])\n")
+
+
+def readable_copy(dest: Path) -> tuple[list[str], dict[str, str]]:
+    """natlab's code and the third-party packages it loads, copied into `dest` (made readable
+    by everyone): a checkout under /root (mode 0700) cannot be read by `nobody`, nor can the
+    venv's interpreter be reached there. Returns (argv that starts natlab from the copy with
+    the interpreter's real path, environment); run it with cwd=`dest`."""
+    import shutil
+
+    loaded = subprocess.run([sys.executable, "-c", _LOAD], cwd=REPO, capture_output=True,
+                            text=True, check=True, timeout=60).stdout.split()
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")
+                     and Path(p, "pydantic").exists()))
+    for top in sorted(set(loaded)):
+        if top.startswith(("__editable__", "_distutils_hack")):
+            continue
+        source = site / top
+        if source.is_dir():
+            shutil.copytree(source, dest / "site" / top, ignore=shutil.ignore_patterns(
+                "__pycache__"))
+        elif source.is_file():
+            (dest / "site").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / "site" / top)
+    for package in ("nat", "topologies", "experiments"):
+        shutil.copytree(REPO / package, dest / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [dest, *dest.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    env = {**os.environ, "PYTHONPATH": f"{dest / 'site'}", "PYTHONDONTWRITEBYTECODE": "1"}
+    return [os.path.realpath(sys.executable), "-c", _START], env

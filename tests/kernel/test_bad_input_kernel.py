@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from experiments.cli import main
-from tests.kernel.natlab_process import left_behind, leftovers, natlab_run, state_files
+from tests.kernel.natlab_process import (
+    leftovers,
+    natlab,
+    own_lines,
+    readable_copy,
+    runs_owned_by,
+)
 from tests.model.test_bad_input import BAD_INPUTS, CORPUS_FILES, write_bad_input
 from topologies.names import new_run_id
 
@@ -47,7 +56,7 @@ def test_every_bad_spec_is_refused_by_run_and_leaves_nothing(
         status = main(["run", "--out", str(results), str(path)])
         out, err = capsys.readouterr()
         assert status == 2, (path, err)
-        lines = err.splitlines()
+        lines = own_lines(err)
         assert len(lines) == 1 and "Traceback" not in err, err
         assert lines[0].startswith(f"natlab: {path}: "), lines[0]
         if lines[0] != check_err.strip():  # refused by a kernel tool, after a real run
@@ -89,23 +98,40 @@ def _path_without(tmp_path: Path, missing: str) -> str:
 def test_a_missing_program_is_named(tmp_path: Path, missing: str, package: str,
                                     backend: str) -> None:
     env = {**os.environ, "PATH": _path_without(tmp_path, missing)}
-    before = set(state_files())
-    proc = natlab_run(["run", "--backend", backend, "--out", str(tmp_path / "results"),
-                       "seed-dnat-udp"], env=env)
+    popen = natlab(["run", "--backend", backend, "--out", str(tmp_path / "results"),
+                    "seed-dnat-udp"], env=env)
+    out, err = popen.communicate(timeout=120)
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         f"natlab: {missing} not found on PATH: install the Debian package {package} "
         f"(apt-get install {package}), or run `make setup`"]
     assert proc.stdout == ""
     assert not (tmp_path / "results").exists()
-    assert not left_behind(before)
+    # No run was made: no state file of this natlab (other tests' killed runs may be there
+    # for a moment, until a natlab sweeps them).
+    assert not runs_owned_by([popen.pid])
+
+
+@pytest.fixture(scope="module")
+def readable_natlab() -> Iterator[tuple[list[str], dict[str, str], Path]]:
+    """natlab copied where `nobody` can read it (the checkout may be under /root, 0700)."""
+    dest = Path(tempfile.mkdtemp(prefix="nltest-readable-"))
+    try:
+        argv, env = readable_copy(dest)
+        yield argv, env, dest
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 @pytest.mark.parametrize("command", [["run", "seed-dnat-udp"], ["clean"], ["up", "home"]])
-def test_not_root_is_refused_with_one_line(tmp_path: Path, command: list[str]) -> None:
-    proc = natlab_run(command, prefix=["setpriv", "--reuid=nobody", "--regid=nogroup",
-                                       "--clear-groups"],
-                      env={**os.environ, "HOME": str(tmp_path)})
+def test_not_root_is_refused_with_one_line(
+    readable_natlab: tuple[list[str], dict[str, str], Path], command: list[str]
+) -> None:
+    argv, env, where = readable_natlab
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           *argv, *command], cwd=where, text=True, capture_output=True,
+                          timeout=60, env={**env, "HOME": str(where)}, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         f"natlab: natlab {command[0]} needs root: network namespaces, veth links, iptables/nft "

@@ -13,6 +13,7 @@ import pytest
 from experiments.cli import main
 from experiments.spec import load_spec
 from nat.listing import parse_line, parse_pattern
+from tests.kernel.natlab_process import own_lines
 
 SPECS = Path(__file__).parents[2] / "experiments" / "specs"
 SEEDS = ("seed-dnat-udp", "seed-snat-tcp")
@@ -62,7 +63,7 @@ def test_run_with_a_rule_the_kernel_refuses(
         "--to-destination 192.168.1.8", "--to-destination 192.168.1.999"))
     assert main(["run", "--out", str(tmp_path), str(spec)]) == 2
     out, err = capsys.readouterr()
-    lines = err.splitlines()
+    lines = own_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"natlab: {spec}: ")
     assert "iptables-restore" in lines[0] and "gateway" in lines[0]

@@ -202,5 +202,8 @@ def test_workdirs_are_never_reused(tmp_path: Path) -> None:
     temp = session.workdir(None, "y")
     try:
         assert temp.is_dir() and "natlab-y-" in temp.name
+        # marked with its owner, so a sweep removes it only once this process is dead
+        assert (temp / ".natlab-owner").read_text() == f"{os.getpid()}-" \
+            f"{Path(f'/proc/{os.getpid()}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
     finally:
-        temp.rmdir()
+        shutil.rmtree(temp)
