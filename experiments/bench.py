@@ -45,8 +45,9 @@ from experiments.bench_measure import (
 )
 from experiments.bench_report import tables, to_json
 from experiments.bench_workload import BenchError
-from experiments.errors import UserError, kernel_preflight
+from experiments.errors import UserError
 from experiments.kernel.versions import collect_versions, machine_facts
+from experiments.preflight import kernel_preflight
 
 # --- command line -------------------------------------------------------------------------------
 

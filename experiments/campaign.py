@@ -20,7 +20,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
-from experiments.errors import ENDING_SIGNALS, UserError
+from experiments.ending import ENDING_SIGNALS
+from experiments.errors import UserError
 
 T = TypeVar("T")
 

@@ -28,17 +28,12 @@ from rich.table import Table
 
 from experiments.backends import BACKENDS
 from experiments.campaign import in_order
-from experiments.errors import (
-    ENDING_SIGNALS,
-    UserError,
-    handle_ending_signals,
-    kernel_preflight,
-    require_root,
-    signal_exit_status,
-)
+from experiments.ending import ENDING_SIGNALS, handle_ending_signals, signal_exit_status
+from experiments.errors import UserError
 from experiments.library import builtin_spec_paths, load_specs
 from experiments.model_config import check_rules
 from experiments.modelrun import run as model_run
+from experiments.preflight import check_output_folder, kernel_preflight, require_root
 from experiments.records import bundle as records
 from experiments.records.show import console, json_line, model_json, run_json, run_text, show_model
 from experiments.spec import load_spec
@@ -72,6 +67,12 @@ def _lazy(module: str, attr: str, command: str) -> Any:
         raise UserError(f"natlab {command} is not available in this version "
                         f"({module} is missing)") from None
     return getattr(mod, attr)
+
+
+def error_line(message: str) -> None:
+    """A problem told in one line on stderr, `natlab: <message>`: spec or bundle text in it is
+    shown as data (control characters escaped), and newlines become spaces."""
+    print(literal(f"natlab: {' '.join(message.split())}", markup=False), file=sys.stderr)
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -119,32 +120,14 @@ def cmd_model(args: argparse.Namespace) -> int:
     return OK
 
 
-def _check_out(results: Path) -> None:
-    """Refuse, before anything is built, an output place where no bundle can be written."""
-    absolute = Path(os.path.abspath(results))
-    for pseudo in ("/proc", "/sys", "/dev"):
-        if absolute == Path(pseudo) or Path(pseudo) in absolute.parents:
-            raise UserError(f"--out {results}: {pseudo} is not a place for result bundles")
-    place = absolute
-    while not place.exists():          # the nearest existing folder must take the new ones
-        if place.is_symlink():
-            raise UserError(f"--out {results}: {place} is a dangling symbolic link")
-        place = place.parent
-    if not place.is_dir():
-        raise UserError(f"--out {results}: {place} exists and is not a directory")
-    if not os.access(place, os.W_OK | os.X_OK):
-        raise UserError(f"--out {results}: cannot write in {place} (read-only or no "
-                        "permission)")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Each spec on the kernel, then the model fed what the gateway received; compared.
     A spec the kernel refuses is told in its own line and the others still run."""
     specs = load_specs(args.specs, args.backend)
     kernel_preflight("run", [s.backend for s in specs])
     results = Path(args.out) if args.out else Path("results")
-    _check_out(results)
-    _lazy("experiments.kernel.preflight", "check_sysctl_names", "run")(specs)
+    check_output_folder(results)
+    _lazy("experiments.kernel.sysctl_names", "check_sysctl_names", "run")(specs)
     model_problems: dict[int, UserError] = {}
     for i, spec in enumerate(specs):
         try:
@@ -153,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             model_problems[i] = e
     swept = _lazy("topologies.sweep", "sweep_before_run", "run")(results)
     if swept is not None:
-        print(f"natlab: {swept}", file=sys.stderr)
+        error_line(swept)
     run_spec = _lazy("experiments.session", "run_spec", "run")
     out = console()
 
@@ -172,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         else:
             sys.stdout.flush()
-            print(f"natlab: {text}", file=sys.stderr)
+            error_line(text)
         statuses.append(status)
     failed = [s for s in statuses if s not in (OK, NOT_CLEAN)]
     if failed and len(specs) > 1:
@@ -356,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
         return status
     except UserError as e:
-        print(literal(f"natlab: {' '.join(str(e).split())}", markup=False), file=sys.stderr)
+        error_line(str(e))
         return e.exit_status
     except KeyboardInterrupt:   # Ctrl-C, SIGTERM or SIGHUP: everything is torn down by now
         if argv is None:

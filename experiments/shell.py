@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TextIO
 
 from experiments.backends import BackendName
-from experiments.errors import Signalled, UserError, kernel_preflight, signal_consumed
+from experiments.ending import Signalled, signal_consumed
+from experiments.errors import UserError
 from experiments.kernel.rules import load_rules, set_sysctls
 from experiments.library import resolve_spec_args
+from experiments.preflight import kernel_preflight
 from experiments.rulefiles import file_reading_problem
 from experiments.spec import Spec, load_spec
 from experiments.terminal import literal

@@ -121,13 +121,17 @@ def root_links() -> list[str]:
     """Names of the links in our own network namespace."""
     # A session of its own: a terminal's Ctrl-C to natlab's process group during teardown
     # (which natlab holds back) must not kill the check.
-    proc = subprocess.run(
-        ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False,
-        start_new_session=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"`ip -j link show` failed: {proc.stderr.decode().strip()}")
-    return [str(link["ifname"]) for link in json.loads(proc.stdout or b"[]")]
+    # A dump can be cut short while links are being deleted (a teardown, another run's): the
+    # read is tried again a few times before it counts as a failure.
+    for _ in range(3):
+        proc = subprocess.run(
+            ["ip", "-j", "link", "show"], capture_output=True, timeout=10, check=False,
+            start_new_session=True,
+        )
+        if proc.returncode == 0:
+            return [str(link["ifname"]) for link in json.loads(proc.stdout or b"[]")]
+    raise RuntimeError(f"`ip -j link show` failed (exit status {proc.returncode}): "
+                       f"{proc.stderr.decode().strip()}")
 
 
 def links_of(run_id: str, links: Iterable[str]) -> list[str]:

@@ -93,7 +93,7 @@ def test_unknown_or_read_only_sysctl_is_refused_first(
 
 
 def test_checking_sysctl_names_is_cheap() -> None:
-    from experiments.kernel.preflight import namespace_sysctls
+    from experiments.kernel.sysctl_names import namespace_sysctls
 
     start = time.monotonic()
     known = namespace_sysctls()

@@ -12,7 +12,8 @@ import pytest
 
 from experiments import cli, library, session
 from experiments.cli import main
-from experiments.errors import MissingBinary, UserError, require_binaries, require_root
+from experiments.errors import MissingBinary, UserError
+from experiments.preflight import require_binaries, require_root
 
 SEEDS = ("seed-dnat-udp", "seed-snat-tcp")
 SUBCOMMANDS = ("run", "model", "check", "list", "judge", "clean", "up", "bench")
