@@ -119,6 +119,20 @@ def test_a_kernel_entry_the_model_lacks() -> None:
     assert "sport=5353" in d.kernel and d.model == "(none)"
 
 
+def test_every_kernel_entry_the_model_lacks_is_named() -> None:
+    """Two of them, with no ports (ICMP; protocol 2, which natlab has no name for): a diff
+    for each, named by protocol and addresses."""
+    spec, observed = _load("seed-dnat-udp")
+    icmp = ("icmp     1 29 src=192.168.1.8 dst=203.0.113.10 type=8 code=0 id=7 "
+            "src=203.0.113.10 dst=203.0.113.1 type=0 code=0 id=7 mark=0 use=1")
+    igmp = "unknown  2 599 src=1.2.3.4 dst=5.6.7.8 src=5.6.7.8 dst=1.2.3.4 mark=0 use=1"
+    j = judge_observed(spec, _set_lines(observed, "final", (icmp, igmp, DNAT_LINE)))
+    assert _places(j) == {("conntrack final: icmp 192.168.1.8 -> 203.0.113.10", "entry"),
+                          ("conntrack final: 2 1.2.3.4 -> 5.6.7.8", "entry")}
+    assert [e.orig.proto for e in j.kernel_conntrack] == [1, 2, 17]
+    assert len(j.model_conntrack) == 1
+
+
 def test_a_model_entry_the_kernel_lacks() -> None:
     """The kernel's table is empty where the model has the DNAT entry: a diff "entry" with
     the model side shown, and the expectation on that entry FAILs."""
@@ -202,6 +216,53 @@ def test_the_model_sends_what_the_kernel_did_not() -> None:
     assert d.model == "UDP 192.168.1.9:9999 > 203.0.113.10:37611 len=13"
 
 
+def test_every_packet_of_an_interface_is_compared() -> None:
+    """tcp-lifecycle: the first packet out of lan0 equal, a later one not: still found."""
+    spec, observed = _load("tcp-lifecycle")
+    sent = [p.data for p in observed.packets if p.iface == "lan0" and p.direction == "out"]
+    n = next(i for i, d in enumerate(sent, 1) if i > 1 and parse(d).payload)
+    data = bytearray(sent[n - 1])
+    data[-1] ^= 0x20
+    j = judge_observed(spec, _edit_packet(observed, "lan0", "out", n, bytes(data)))
+    assert {f for w, f in _places(j) if w == f"packet out lan0 #{n}"} >= {"payload"}
+    assert {w for w, _ in _places(j)} == {f"packet out lan0 #{n}"}
+
+
+def test_a_kernel_pick_that_was_not_seen() -> None:
+    """masquerade-clash without the kernel's datagram for client2 (the one whose port the
+    kernel had to pick): the pick is "(not seen)", and the model's allowed set is shown."""
+    spec, observed = _load("masquerade-clash")
+    j = judge_observed(spec, _edit_packet(observed, "wan0", "out", 2, None))
+    binding = [d for d in j.diffs if d.field == "SRC binding"]
+    assert len(binding) == 1 and binding[0].kernel == "(not seen)", j.render()
+    assert binding[0].model.startswith("allowed: ")
+
+
+def test_no_final_snapshot() -> None:
+    """A run cut short before the final table was read: nothing to show on either side."""
+    spec, observed = _load("tcp-lifecycle")
+    j = judge_observed(spec, replace(observed, snapshots=observed.snapshots[:1]))
+    assert (j.kernel_conntrack, j.model_conntrack) == ((), ())
+    assert j.expect.status == "FAIL"
+
+
+def test_a_diff_as_json() -> None:
+    assert Diff("w", "f", "k", "m").to_json() == {"where": "w", "field": "f", "kernel": "k",
+                                                  "model": "m"}
+
+
+def test_every_packet_sent_by_one_side_only_is_named() -> None:
+    """The last two packets out of lan0 missing from the kernel's capture: two "sent" diffs,
+    not one."""
+    spec, observed = _load("tcp-lifecycle")
+    n = sum(p.iface == "lan0" and p.direction == "out" for p in observed.packets)
+    cut = _edit_packet(_edit_packet(observed, "lan0", "out", n, None), "lan0", "out", n - 1,
+                       None)
+    j = judge_observed(spec, cut)
+    assert _places(j) == {(f"packet out lan0 #{n - 1}", "sent"), (f"packet out lan0 #{n}", "sent")}
+    assert {d.kernel for d in j.diffs} == {"(not sent)"}
+
+
 def test_a_different_payload() -> None:
     spec, observed = _load("seed-dnat-udp")
     data = bytearray(_packet(observed, "lan0", "out", 1))
@@ -234,7 +295,8 @@ def test_an_unparseable_kernel_packet() -> None:
     # of the capture is that one.
     assert _places(j) == {("packet out lan0 #1", "bytes"),
                           ("packet #2", "unreadable by the model")}
-    assert _diff(j, "packet out lan0 #1", "bytes").kernel == "450000"
+    d = _diff(j, "packet out lan0 #1", "bytes")
+    assert (d.kernel, d.model) == ("450000", _packet(observed, "lan0", "out", 1).hex())
 
 
 def test_equal_fields_unequal_bytes() -> None:
@@ -252,8 +314,8 @@ def test_an_input_packet_the_model_cannot_read() -> None:
     j = judge_observed(spec, replace(observed, packets=(*observed.packets, junk)))
     assert j.status == "MISMATCH"
     (d,) = j.diffs
-    assert (d.where, d.field) == (f"packet #{len(observed.packets) + 1}",
-                                  "unreadable by the model")
+    assert d == Diff(f"packet #{len(observed.packets) + 1}", "unreadable by the model",
+                     "IPv4 header needs 20 bytes, got 2", "")
 
 
 # -- expectations ---------------------------------------------------------------------------
