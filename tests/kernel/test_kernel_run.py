@@ -60,7 +60,11 @@ def test_seed_dnat_udp(tmp_path: Path) -> None:
     assert [(p.ifname, p.direction) for p in obs.packets] == [
         ("wan0", "in"), ("lan0", "out"), ("lan0", "in"), ("wan0", "out")]
     assert [e.type for e in obs.events] == ["NEW", "UPDATE"]
-    assert obs.steps[0].completed and obs.steps[0].duration < 0.05
+    # The step completed, and the gateway saw its datagrams while it ran (an ordering, not a
+    # duration: a loaded machine may be slow).
+    assert obs.steps[0].completed
+    assert obs.steps[0].start <= obs.packets[0].time <= obs.packets[-1].time \
+        <= obs.steps[0].end
     assert obs.ruleset.backend == "iptables" and "DNAT" in obs.ruleset.readback
     if spec.expect is not None:
         for want in spec.expect.conntrack:
@@ -166,7 +170,8 @@ def test_every_step_kind_checkpoints_sysctls_host_rules(tmp_path: Path) -> None:
     # once, so absent), UDP to 6000 (unanswered).
     assert final == {(17, 5000), (1, 8 << 8), (17, 6000)}
     sleep = obs.steps[3]
-    assert 0.1 <= sleep.duration < 0.2
+    assert sleep.duration >= 0.1
+    assert obs.steps[2].end <= sleep.start <= sleep.end <= obs.steps[4].start
     # The crafted SYN crossed the gateway (in on lan0, out on wan0) between its step's times.
     syn = [p for p in obs.packets if p.data[9] == 6 and p.data[20 + 13] == 0x02]
     assert [(p.ifname, p.direction) for p in syn] == [("lan0", "in"), ("wan0", "out")]
@@ -200,7 +205,7 @@ def test_ctrl_c_in_the_middle_tears_everything_down(tmp_path: Path) -> None:
             run_on_kernel(load_spec(path), workdir=tmp_path / "run", run_id=run_id)
     finally:
         timer.cancel()
-    assert time.monotonic() - began < 5.0
+    assert time.monotonic() - began < 25.0     # the 30 s step was cut short
     left = find_leftovers(run_id)
     assert left.empty, left.describe()
 
