@@ -30,7 +30,7 @@ from experiments.judging.compare import (
 from experiments.judging.judgement import Judgement, check_expect, judge_observed
 from experiments.observed import Observed, WirePacket
 from experiments.records.bundle import judge, load_observed, verdict_json
-from experiments.spec import Expect, Received, Spec
+from experiments.spec import Expect, Received, Spec, spec_hash
 from nat.packet import parse
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -411,10 +411,15 @@ def test_xpass_and_xfail_and_mismatch_from_a_bundle() -> None:
 
 
 def _bundle_with(tmp_path: Path, name: str, spec_extra: str) -> Path:
+    """A golden bundle whose spec says more, as if it had been recorded so (the spec_hash
+    in meta.json follows the edit: judge refuses a spec changed after its run)."""
     bundle = tmp_path / name
     shutil.copytree(GOLDEN / name, bundle)
     spec_toml = bundle / "spec.toml"
     spec_toml.write_text(spec_extra + spec_toml.read_text())
+    meta = json.loads((bundle / "meta.json").read_text())
+    meta["spec_hash"] = spec_hash(spec_toml)
+    (bundle / "meta.json").write_text(json.dumps(meta))
     return bundle
 
 
