@@ -18,6 +18,7 @@ reuses inode numbers as soon as a namespace is freed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -344,7 +345,19 @@ def sweep(run_id: str | None = None, state_dir: Path = STATE_DIR, *,
     """Remove the leftovers of dead natlab runs (or of `run_id`, even if its owner lives),
     and the partial bundles in `results` and work directories in `tmpdir` of dead owners.
     Raises UnknownRun for a `run_id` of which nothing is known (never made here, or swept
-    long ago)."""
+    long ago).
+
+    One sweep at a time on the machine (an exclusive lock on `state_dir/.sweep.lock`): every
+    run, up and clean sweeps first, and two sweepers interleaving over one dead run would each
+    report half of what was removed."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".sweep.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _sweep(run_id, state_dir, results=results, tmpdir=tmpdir)
+
+
+def _sweep(run_id: str | None, state_dir: Path, *,
+           results: Path | None, tmpdir: Path | None) -> SweepReport:
     procs = scan_processes()
     errors: list[str] = []
     if run_id is not None:
