@@ -30,7 +30,7 @@ from experiments.judging.compare import (
 from experiments.judging.judgement import Judgement, check_expect, judge_observed
 from experiments.observed import Observed, WirePacket
 from experiments.records.bundle import judge, load_observed, verdict_json
-from experiments.spec import Expect, Received, Spec
+from experiments.spec import Expect, Received, Spec, spec_hash
 from nat.packet import parse
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -415,6 +415,11 @@ def _bundle_with(tmp_path: Path, name: str, spec_extra: str) -> Path:
     shutil.copytree(GOLDEN / name, bundle)
     spec_toml = bundle / "spec.toml"
     spec_toml.write_text(spec_extra + spec_toml.read_text())
+    # The edit is the test's own, not tampering: record the new spec's hash, as a run would.
+    meta_path = bundle / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["spec_hash"] = spec_hash(spec_toml)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return bundle
 
 
