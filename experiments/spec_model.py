@@ -36,51 +36,45 @@ U16 = typing.Annotated[int, Field(ge=0, le=65535)]
 U32 = typing.Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
-class UdpStep(_Model):
+class _FlowStep(_Model):
+    """What UDP and TCP steps share: who sends, from which port to where, and who listens.
+    (`action` is declared here so that it is listed first, as the file shows it.)"""
+
+    action: str
+    from_: str = Field(validation_alias="from", serialization_alias="from")
+    to: str
+    sport: Port
+    dport: Port
+    listen: bool = True
+    server: str | None = None
+    server_port: Port | None = None
+
+    @property
+    def listen_port(self) -> int:
+        """Where the server listens: `server_port` (a port forward that changes the port) or
+        the destination port."""
+        return self.server_port if self.server_port is not None else self.dport
+
+
+class UdpStep(_FlowStep):
     """Send UDP datagrams from `from_` (TOML `from`) to `to`; `reply` makes the receiver
     answer each one, to the source address and port it saw."""
 
     action: Literal["udp"] = "udp"
-    from_: str = Field(validation_alias="from", serialization_alias="from")
-    to: str
-    sport: Port
-    dport: Port
     payload: str = ""
     count: int = Field(default=1, ge=1, le=100_000)
     interval: float = Field(default=0.0, ge=0, le=60)
     reply: str | None = None
-    listen: bool = True
-    server: str | None = None
-    server_port: Port | None = None
-
-    @property
-    def listen_port(self) -> int:
-        """Where the server listens: `server_port` (a port forward that changes the port) or
-        the destination port."""
-        return self.server_port if self.server_port is not None else self.dport
 
 
-class TcpStep(_Model):
+class TcpStep(_FlowStep):
     """One TCP connection from `from_`:`sport` to `to`:`dport`: connect, send, read the
     reply, close (the client closes, with FIN or RST, or leaves it open)."""
 
     action: Literal["tcp"] = "tcp"
-    from_: str = Field(validation_alias="from", serialization_alias="from")
-    to: str
-    sport: Port
-    dport: Port
     send: str = ""
     reply: str = ""
     close: Literal["fin", "rst", "none"] = "fin"
-    listen: bool = True
-    server: str | None = None
-    server_port: Port | None = None
-
-    @property
-    def listen_port(self) -> int:
-        """Where the server listens: `server_port` (a port forward that changes the port) or
-        the destination port."""
-        return self.server_port if self.server_port is not None else self.dport
 
 
 class PingStep(_Model):
