@@ -99,27 +99,42 @@ def _absorb(signum: int, frame: object) -> None:
 
 
 def _worker(one: Callable[[int], object], i: int, writer: Connection) -> None:
-    """A forked worker: run item `i`, send back the outcome."""
+    """A forked worker: run item `i`, send back the outcome.
+
+    The first ending signal raises KeyboardInterrupt (the run tears down) and turns every
+    later one into a no-op, so at most one is ever raised; once the outcome is settled none
+    is (a signal there used to escape as a traceback from the worker)."""
+    working = True
 
     def interrupt_once(signum: int, frame: object) -> None:
         for s in ENDING_SIGNALS:  # a second signal must not cut teardown
             signal.signal(s, _absorb)
-        raise KeyboardInterrupt
+        if working:
+            raise KeyboardInterrupt
 
     for s in ENDING_SIGNALS:
         signal.signal(s, interrupt_once)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS)
-    result: _Outcome
+    result: _Outcome = ("interrupted",)
     try:
-        result = ("ok", one(i))
-    except UserError as e:
-        result = ("user", str(e))
-    except KeyboardInterrupt:
+        result = _outcome(one, i)
+    except KeyboardInterrupt:   # the signal came while the outcome was being put together
         result = ("interrupted",)
-    except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent
-        result = ("bug", traceback.format_exc())
+    finally:
+        working = False
     for s in ENDING_SIGNALS:
         signal.signal(s, _absorb)
     with contextlib.suppress(OSError):  # the parent is gone
         writer.send(result)
     writer.close()
+
+
+def _outcome(one: Callable[[int], object], i: int) -> _Outcome:
+    try:
+        return ("ok", one(i))
+    except UserError as e:
+        return ("user", str(e))
+    except KeyboardInterrupt:
+        return ("interrupted",)
+    except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent
+        return ("bug", traceback.format_exc())
