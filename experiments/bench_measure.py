@@ -28,7 +28,7 @@ from experiments.bench_workload import (
     steady_packets,
 )
 from experiments.errors import UserError
-from experiments.library import BUILTIN_SPECS
+from experiments.library import builtin_spec_paths
 from experiments.modelrun.run import run_on_model
 from experiments.spec import Spec, load_spec
 from nat.entry import Entry
@@ -208,7 +208,7 @@ def measure_listing(entries: Sequence[Entry], min_seconds: float) -> ListingRow:
 
 
 def spec_paths(names: Sequence[str]) -> list[Path]:
-    paths = sorted(BUILTIN_SPECS.glob("*.toml"))
+    paths = builtin_spec_paths()
     if not names:
         return paths
     by_name = {p.stem: p for p in paths}
