@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 _LOOPBACK = IPv4Address("127.0.0.1")
 _LOOPBACK_NET = IPv4Network("127.0.0.0/8")
+LOOPBACK_NAME = "lo"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,16 @@ class NetView:
         for d in self.devices:
             if d.name == name:
                 return d
+        if name == LOOPBACK_NAME:
+            return self.loopback
         raise KeyError(f"no device {name}")
+
+    @cached_property
+    def loopback(self) -> Device:
+        """`lo`, which every namespace has (ifindex 1, 127.0.0.1/8): the device a packet to
+        one of the gateway's own addresses leaves and comes back in on (the local routing
+        table's RTN_LOCAL routes all point at it)."""
+        return Device(LOOPBACK_NAME, 1, (IPv4Interface("127.0.0.1/8"),))
 
     def local_addresses(self) -> frozenset[IPv4Address]:
         return self._local
@@ -78,7 +88,10 @@ class NetView:
         return connected + self.routes
 
     def lookup(self, dst: IPv4Address) -> tuple[Device, IPv4Address] | None:
-        """fib_lookup(): the longest matching prefix; returns (device, next hop)."""
+        """fib_lookup(): the local table first (an address of the gateway's own goes out
+        `lo`), then the longest matching prefix; returns (device, next hop)."""
+        if self.is_local(dst):
+            return self.loopback, dst
         best: RouteEntry | None = None
         for r in self.all_routes():
             if dst in r.dest and (best is None or r.dest.prefixlen > best.dest.prefixlen):

@@ -88,6 +88,7 @@ class _Walk:
     out_dev: Device | None = None
     nexthop: IPv4Address | None = None
     passed: list[Registration] = field(default_factory=list)   # the callbacks called
+    looped: bool = False        # back in on lo: the skb still carries its entry
 
     def note(self, hook: Hook | None, prio: int | None, function: str, did: str) -> None:
         self.steps.append(Step(hook, prio, function, did))
@@ -122,6 +123,32 @@ class Gateway:
         w = _Walk(pkt, now, [])
         verdict = self._walk_output(w, choose)
         return self._journey(w, None, pkt, verdict)
+
+    def loopback(self, pkt: Packet, now: float, choose: Chooser = default_chooser) -> Journey:
+        """A packet the gateway sends to one of its own addresses. Out through LOCAL_OUT and
+        POST_ROUTING to `lo` (the local table's route), then in again on `lo` (loopback_xmit
+        -> netif_rx): PRE_ROUTING and LOCAL_IN. The skb keeps the entry conntrack attached
+        on the way out, so nf_conntrack_in leaves it alone on the way in (it returns early
+        for an skb that already has a non-template ct); the NAT hooks run as for any packet.
+        "LOCAL" when it was delivered; the NAT on the way in can send it elsewhere, which the
+        model does not follow (dropped with a note)."""
+        w = _Walk(pkt, now, [])
+        verdict = self._walk_output(w, choose)
+        if verdict != "ACCEPT":
+            return self._journey(w, None, pkt, verdict)
+        if w.out_dev is None or w.out_dev.name != self.config.net.loopback.name:
+            w.note(None, None, "ip_route_output", "not routed to lo: not looped back")
+            return self._journey(w, None, pkt, "DROP")
+        w.note(None, None, "loopback_xmit", "back in on lo")
+        w.in_dev, w.out_dev, w.nexthop, w.looped = self.config.net.loopback, None, None, True
+        if not self._hook(w, Hook.PRE_ROUTING, choose):
+            return self._journey(w, "lo", pkt, "DROP")
+        if not self.config.net.is_local(w.pkt.ip.dst):
+            w.note(None, None, "ip_route_input", f"{w.pkt.ip.dst} is not local after "
+                   "PRE_ROUTING on lo: not modelled, dropped")
+            return self._journey(w, "lo", pkt, "DROP")
+        verdict = "LOCAL" if self._hook(w, Hook.LOCAL_IN, choose) else "DROP"
+        return self._journey(w, "lo", pkt, verdict)
 
     def entries(self, now: float) -> list[Entry]:
         """The table as `conntrack -L` would list it at `now`."""
@@ -202,6 +229,10 @@ class Gateway:
 
     def _conntrack_in(self, w: _Walk, hook: Hook) -> bool:
         """nf_conntrack_in() at -200: attach the entry (found or new, unconfirmed)."""
+        if w.looped and w.conn is not None:
+            w.note(hook, Priority.CONNTRACK, "nf_conntrack_in",
+                   "looped back: the skb already has its entry, kept")
+            return True
         res = nf_conntrack_in(self.table, w.pkt, hook, w.now, self.config.sysctls,
                               enabled=self.tracking, profile=self.config.profile)
         w.conn, w.ctinfo = res.conn, res.ctinfo

@@ -7,16 +7,27 @@ anywhere, without root.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.judging.compare import Diff, Verdict, compare_conntrack, compare_packets, verdict
-from experiments.judging.replay import Prediction, replay
+from experiments.judging.picks import Pick, Trial, search
+from experiments.judging.replay import (
+    FORCED,
+    TABLE,
+    UNSEEN,
+    WIRE,
+    ChoiceRecord,
+    Prediction,
+    unseen_picks,
+)
 from experiments.model_config import model_config
 from experiments.observed import FINAL, Observed, Received
 from experiments.spec import Spec
 from nat.entry import Entry
 from nat.listing import parse_pattern
+from nat.tuple import Tuple
 
 
 @dataclass(frozen=True)
@@ -53,29 +64,34 @@ class Judgement:
 
 
 def judge_observed(spec: Spec, observed: Observed) -> Judgement:
-    """Replay the captured input through the model and compare everything."""
+    """Replay the captured input through the model and compare everything.
+
+    Where the kernel's pick among allowed outcomes shows neither on the wire nor in its
+    table, the picks the model allows are tried (`experiments.judging.picks`): the verdict
+    is MATCH when one of them agrees with everything observed."""
     config = model_config(spec, observed.kernel_release, observed.sysctls,
                           observed.ruleset_fed)
     times = [(s.name, s.time) for s in observed.snapshots]
-    prediction = replay(config, list(observed.packets), times)
-    diffs: list[Diff] = []
+    evidence = tuple((s.time, tuple(s.entries())) for s in observed.snapshots)
+    packets = list(observed.packets)
+    results: dict[int, tuple[Prediction, list[Diff]]] = {}
+
+    def attempt(forced: Mapping[Pick, Tuple]) -> Trial:
+        prediction, unseen = unseen_picks(config, packets, times, evidence=evidence,
+                                          forced=forced)
+        diffs = _differences(observed, prediction)
+        trial = Trial(dict(forced), tuple((u.pick, u.choice) for u in unseen), len(diffs))
+        results[id(trial)] = (prediction, diffs)
+        return trial
+
+    best = search(attempt, attempt({}))
+    prediction, diffs = results[id(best)]
     model_by_name = {name: list(entries) for name, _, entries in prediction.snapshots}
-    final_model: list[Entry] = []
-    final_kernel: list[Entry] = []
-    for snap in observed.snapshots:
-        kernel_entries = snap.entries()
-        model_entries = model_by_name.get(snap.name, [])
-        diffs += compare_conntrack(snap.name, kernel_entries, model_entries)
-        if snap.name == FINAL:
-            final_model, final_kernel = model_entries, kernel_entries
-    diffs += compare_packets(list(observed.packets), list(prediction.sent))
-    for c in prediction.choices:
-        if not c.allowed_kernel:
-            diffs.append(Diff(f"choice at packet #{c.packet_index + 1}", f"{c.manip} binding",
-                              c.kernel or "(not seen)", f"allowed: {c.allowed}"))
-    for index, why in prediction.unparsed:
-        diffs.append(Diff(f"packet #{index + 1}", "unreadable by the model", why, ""))
+    final_kernel = next((s.entries() for s in observed.snapshots if s.name == FINAL), [])
+    final_model = model_by_name.get(FINAL, []) if any(
+        s.name == FINAL for s in observed.snapshots) else []
     notes = tuple(f"step did not complete: {s}" for s in observed.incomplete_steps)
+    notes += tuple(_unseen_note(c) for c in prediction.choices if c.source in (UNSEEN, FORCED))
     return Judgement(
         name=spec.name,
         status=verdict(diffs, spec.xfail),
@@ -87,6 +103,31 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
         xfail=spec.xfail,
         notes=notes,
     )
+
+
+def _differences(observed: Observed, prediction: Prediction) -> list[Diff]:
+    """Everything that differs between the run and one replay of it."""
+    diffs: list[Diff] = []
+    model_by_name = {name: list(entries) for name, _, entries in prediction.snapshots}
+    for snap in observed.snapshots:
+        diffs += compare_conntrack(snap.name, snap.entries(), model_by_name.get(snap.name, []))
+    diffs += compare_packets(list(observed.packets), list(prediction.sent))
+    for c in prediction.choices:
+        if c.source in (WIRE, TABLE) and not c.allowed_kernel:
+            where = "the wire" if c.source == WIRE else "the kernel's table"
+            diffs.append(Diff(f"choice at packet #{c.packet_index + 1}", f"{c.manip} binding",
+                              f"{c.kernel} (from {where})", f"allowed: {c.allowed}"))
+    for index, why in prediction.unparsed:
+        diffs.append(Diff(f"packet #{index + 1}", "unreadable by the model", why, ""))
+    return diffs
+
+
+def _unseen_note(c: ChoiceRecord) -> str:
+    how = ("a pick consistent with everything observed" if c.source == FORCED
+           else "the model's default")
+    return (f"choice at packet #{c.packet_index + 1} ({c.manip}): the kernel's pick shows "
+            f"neither on the wire nor in its table; followed {how}: {c.chosen} "
+            f"(allowed: {c.allowed})")
 
 
 def check_expect(spec: Spec, kernel: list[Entry],

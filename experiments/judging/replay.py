@@ -9,7 +9,8 @@ and the model then follows the kernel's pick, so later packets stay comparable
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from experiments.observed import WirePacket
 from nat.choice import Choice
@@ -18,9 +19,18 @@ from nat.extract import get_tuple
 from nat.journey import Journey
 from nat.manip import manip_pkt
 from nat.maniptype import ManipType
+from nat.netdev import LOOPBACK_NAME
 from nat.packet import IcmpHeader, MalformedPacket, Packet, TcpHeader, parse
 from nat.pipeline import Gateway, GatewayConfig
 from nat.tuple import ICMP_ERROR_TYPES, Tuple, invert, invertible
+
+Evidence = tuple[tuple[float, tuple[Entry, ...]], ...]
+"""The kernel's conntrack tables as snapshotted during the run: (time, entries), in order."""
+
+Pick = tuple[int, str]
+"""Where a choice was made: (index of the captured packet, manip type name)."""
+
+WIRE, TABLE, FORCED, UNSEEN = "wire", "table", "forced", "unseen"
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,11 @@ class ChoiceRecord:
     kernel: str           # what the kernel picked ("" if it could not be seen)
     model_default: str
     allowed_kernel: bool  # the kernel's pick is inside the allowed set
+    # Where the pick came from: WIRE (a forwarded copy), TABLE (the kernel's conntrack
+    # entry), FORCED (a pick the judgement tried because nothing showed the kernel's), or
+    # UNSEEN (nothing shows it: the model's default was followed).
+    source: str = WIRE
+    chosen: str = ""      # the tuple the replay went on with
 
 
 @dataclass(frozen=True)
@@ -46,23 +61,60 @@ class Prediction:
     unparsed: tuple[tuple[int, str], ...]             # input packets the model could not read
 
 
-class _KernelChooser:
-    """Adopts the kernel's pick when the model allows it; else keeps the model's default."""
+@dataclass(frozen=True)
+class _Unseen:
+    """A choice nothing showed, kept with its allowed set so the judgement can try others."""
 
-    def __init__(self, index: int, observed: Packet | None, log: list[ChoiceRecord]) -> None:
+    pick: Pick
+    choice: Choice[Tuple]
+
+
+class _KernelChooser:
+    """Adopts the kernel's pick when the model allows it; else keeps the model's default.
+
+    The pick is read, in this order, from the packet's forwarded copy on the wire, from the
+    kernel's conntrack table (the entry whose original tuple is this packet's: its reply
+    tuple holds every binding, so it shows a pick the wire cannot, e.g. for a packet
+    delivered to the gateway itself), or from `forced` (a pick the judgement asks to try).
+    A pick nothing shows follows the model's default and is logged as UNSEEN."""
+
+    def __init__(self, index: int, observed: Packet | None, log: list[ChoiceRecord],
+                 orig: Tuple | None = None, evidence: Evidence = (), at: float = 0.0,
+                 forced: Mapping[Pick, Tuple] | None = None,
+                 unseen: list[_Unseen] | None = None) -> None:
         self.index = index
         self.observed = observed
         self.log = log
+        self.orig = orig
+        self.evidence = evidence
+        self.at = at
+        self.forced = forced or {}
+        self.unseen = unseen if unseen is not None else []
 
     def __call__(self, choice: Choice[Tuple], manip: ManipType) -> Tuple:
         if choice.determined:
             return choice.default
+        source = WIRE
         seen = self._candidate(choice.default, manip)
-        ok = seen is not None and choice.contains(seen)
-        self.log.append(ChoiceRecord(self.index, manip.name, choice.describe(),
-                                     str(seen) if seen is not None else "",
-                                     str(choice.default), ok))
-        return seen if ok and seen is not None else choice.default
+        if seen is None:
+            source, seen = TABLE, self._from_table(choice.default, manip)
+        if seen is None:
+            forced = self.forced.get((self.index, manip.name))
+            if forced is not None and choice.contains(forced):
+                self._record(choice, manip, "", False, FORCED, forced)
+                return forced
+            self.unseen.append(_Unseen((self.index, manip.name), choice))
+            self._record(choice, manip, "", False, UNSEEN, choice.default)
+            return choice.default
+        ok = choice.contains(seen)
+        chosen = seen if ok else choice.default
+        self._record(choice, manip, str(seen), ok, source, chosen)
+        return chosen
+
+    def _record(self, choice: Choice[Tuple], manip: ManipType, kernel: str, ok: bool,
+                source: str, chosen: Tuple) -> None:
+        self.log.append(ChoiceRecord(self.index, manip.name, choice.describe(), kernel,
+                                     str(choice.default), ok, source, str(chosen)))
 
     def _candidate(self, default: Tuple, manip: ManipType) -> Tuple | None:
         pkt = self.observed
@@ -75,6 +127,35 @@ class _KernelChooser:
             return replace(default, dst=pkt.ip.dst, dport=key if key is not None else default.dport)
         return replace(default, dst=pkt.ip.dst, sport=key if key is not None else default.sport)
 
+    def _from_table(self, default: Tuple, manip: ManipType) -> Tuple | None:
+        """The pick as the kernel's table shows it: the first snapshot at or after this
+        packet holding an entry with this packet's original tuple. The original direction
+        after NAT is the inverse of the reply tuple; this manip's part of it is the pick."""
+        if self.orig is None:
+            return None
+        entry = kernel_entry(self.evidence, self.at, lambda e: e.orig == self.orig)
+        if entry is None or entry.reply.proto != default.proto:
+            return None
+        after = invert(entry.reply)
+        if manip is ManipType.SRC:
+            return replace(default, src=after.src, sport=after.sport)
+        if default.has_ports:
+            return replace(default, dst=after.dst, dport=after.dport)
+        return replace(default, dst=after.dst, sport=after.sport)
+
+
+def kernel_entry(evidence: Evidence, at: float,
+                 wanted: Callable[[Entry], bool]) -> Entry | None:
+    """The first entry `wanted` accepts in the first snapshot taken at or after `at`
+    that has one (an entry enters the table at confirm, after the packet was captured)."""
+    for time, entries in evidence:
+        if time + 1e-9 < at:
+            continue
+        for e in entries:
+            if wanted(e):
+                return e
+    return None
+
 
 def _key(pkt: Packet, manip: ManipType) -> int | None:
     if isinstance(pkt.l4, IcmpHeader):
@@ -84,14 +165,49 @@ def _key(pkt: Packet, manip: ManipType) -> int | None:
     return pkt.l4.sport if manip is ManipType.SRC else pkt.l4.dport
 
 
+@dataclass
+class _Run:
+    """One replay's accumulating results."""
+
+    gateway: Gateway
+    packets: list[WirePacket]
+    evidence: Evidence
+    forced: Mapping[Pick, Tuple]
+    journeys: list[Journey] = field(default_factory=list)
+    sent: list[tuple[int, str, bytes]] = field(default_factory=list)
+    choices: list[ChoiceRecord] = field(default_factory=list)
+    unparsed: list[tuple[int, str]] = field(default_factory=list)
+    unseen: list[_Unseen] = field(default_factory=list)
+
+    def chooser(self, index: int, observed: Packet | None, orig: Tuple | None) -> _KernelChooser:
+        return _KernelChooser(index, observed, self.choices, orig, self.evidence,
+                              self.packets[index].time, self.forced, self.unseen)
+
+
 def replay(config: GatewayConfig, packets: list[WirePacket],
-           snapshot_times: list[tuple[str, float]]) -> Prediction:
-    """Run every captured incoming packet through a fresh modelled gateway."""
-    gateway = Gateway(config)
-    journeys: list[Journey] = []
-    sent: list[tuple[int, str, bytes]] = []
-    choices: list[ChoiceRecord] = []
-    unparsed: list[tuple[int, str]] = []
+           snapshot_times: list[tuple[str, float]], *, evidence: Evidence = (),
+           forced: Mapping[Pick, Tuple] | None = None) -> Prediction:
+    """Run every captured incoming packet through a fresh modelled gateway.
+
+    `evidence` is the kernel's tables as snapshotted (where picks the wire cannot show are
+    read, and the packets the gateway's own sockets wrote are recovered); `forced` are picks
+    to follow where nothing shows the kernel's (see `unseen_picks`)."""
+    return _replay(config, packets, snapshot_times, evidence, forced or {})[0]
+
+
+def unseen_picks(config: GatewayConfig, packets: list[WirePacket],
+                 snapshot_times: list[tuple[str, float]], *, evidence: Evidence = (),
+                 forced: Mapping[Pick, Tuple] | None = None
+                 ) -> tuple[Prediction, tuple[_Unseen, ...]]:
+    """`replay`, and the choices in it that nothing showed (their allowed sets), in order."""
+    return _replay(config, packets, snapshot_times, evidence, forced or {})
+
+
+def _replay(config: GatewayConfig, packets: list[WirePacket],
+            snapshot_times: list[tuple[str, float]], evidence: Evidence,
+            forced: Mapping[Pick, Tuple]) -> tuple[Prediction, tuple[_Unseen, ...]]:
+    run = _Run(Gateway(config), packets, evidence, forced)
+    gateway = run.gateway
     snapshots: list[tuple[str, float, tuple[Entry, ...]]] = []
     pending = sorted(snapshot_times, key=lambda s: s[1])
     consumed: set[int] = set()
@@ -101,15 +217,19 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
         while pending and pending[0][1] <= wp.time:
             name, at = pending.pop(0)
             snapshots.append((name, at, tuple(gateway.entries(at))))
+        if wp.iface == LOOPBACK_NAME:
+            # The gateway talking to itself: captured once, between POST_ROUTING on the way
+            # out and PRE_ROUTING on the way back in.
+            _replay_loopback(run, index)
+            continue
         if wp.direction == "out":
-            if index not in consumed and _replay_local(gateway, packets, index, journeys, sent,
-                                                       choices, unparsed):
+            if index not in consumed and _replay_local(run, index):
                 order.append(index)
             continue
         try:
             pkt = parse(wp.data)
         except MalformedPacket as exc:
-            unparsed.append((index, str(exc)))
+            run.unparsed.append((index, str(exc)))
             continue
         found = _next_out(packets, index, pkt, consumed)
         observed_index, observed = found if found is not None else (None, None)
@@ -117,56 +237,94 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
             # The kernel forwarded this very packet: its copy is no packet of the gateway's
             # own, whatever the model does with the input.
             consumed.add(observed_index)
-        chooser = _KernelChooser(index, observed, choices)
-        journey = gateway.receive(pkt, wp.iface, wp.time, chooser)
-        journeys.append(journey)
+        journey = gateway.receive(pkt, wp.iface, wp.time,
+                                  run.chooser(index, observed, get_tuple(pkt)))
+        run.journeys.append(journey)
         if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
-            sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
+            run.sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
             order.append(observed_index if observed_index is not None else index)
     for name, at in pending:
         snapshots.append((name, at, tuple(gateway.entries(at))))
     # In the kernel's capture order, so that outputs of packets in flight together line up
     # with the kernel's, whichever of them the kernel sent first.
-    in_order = tuple(s for _, s in sorted(zip(order, sent, strict=True), key=lambda x: x[0]))
-    return Prediction(tuple(journeys), in_order, tuple(snapshots), tuple(choices),
-                      tuple(unparsed))
+    in_order = tuple(s for _, s in sorted(zip(order, run.sent, strict=True), key=lambda x: x[0]))
+    prediction = Prediction(tuple(run.journeys), in_order, tuple(snapshots), tuple(run.choices),
+                            tuple(run.unparsed))
+    return prediction, tuple(run.unseen)
 
 
-def _replay_local(gateway: Gateway, packets: list[WirePacket], index: int,
-                  journeys: list[Journey], sent: list[tuple[int, str, bytes]],
-                  choices: list[ChoiceRecord], unparsed: list[tuple[int, str]]) -> bool:
+def _as_written(gateway: Gateway, seen: Packet, at: float, evidence: Evidence) -> Packet:
+    """The packet as the gateway's own socket wrote it, from its copy captured after
+    POST_ROUTING. NAT may have rewritten it on the way out; the entry it belongs to says
+    how. In the model's table: a reply-direction packet of a NATed entry was written as
+    the entry's reply tuple, an original-direction one as its original tuple. A flow's
+    first packet has no entry in the model yet: the kernel's own table has it (the entry
+    whose reply tuple is the inverse of what was captured), and its original tuple is
+    what the socket wrote (nf_conntrack_in records the packet before any NAT). Without
+    either, the capture is taken as written."""
+    t = get_tuple(seen)
+    if t is None or not invertible(t):
+        return seen
+    written: Tuple | None = None
+    for conn in gateway.table.conns(at):
+        if not invertible(conn.orig):
+            continue
+        if t == invert(conn.orig) and conn.reply != t:
+            written = conn.reply
+            break
+        if t == invert(conn.reply) and conn.orig != t:
+            written = conn.orig
+            break
+    else:
+        entry = kernel_entry(evidence, at, lambda e: e.reply == invert(t))
+        if entry is not None and entry.orig != t:
+            written = entry.orig
+    if written is None:
+        return seen
+    return manip_pkt(manip_pkt(seen, written, ManipType.SRC), written, ManipType.DST)
+
+
+def _replay_local(run: _Run, index: int) -> bool:
     """A packet the kernel sent that no received packet explains: the gateway's own stack
-    sent it (a REDIRECTed service answering, an ICMP error of its own). The capture shows
-    it after POST_ROUTING; when it belongs to a NATed entry, the packet as the local stack
-    wrote it is that entry's reply tuple, so it is rebuilt that way and run through
-    LOCAL_OUT and POST_ROUTING like any locally generated packet. True if the model sent
-    it (appended to `sent`)."""
-    wp = packets[index]
+    sent it (its own flow, a REDIRECTed service answering, an ICMP error of its own). It is
+    rebuilt as written (`_as_written`) and run through LOCAL_OUT and POST_ROUTING like any
+    locally generated packet. True if the model sent it (appended to `run.sent`)."""
+    wp = run.packets[index]
     try:
         seen = parse(wp.data)
     except MalformedPacket as exc:
-        unparsed.append((index, str(exc)))
+        run.unparsed.append((index, str(exc)))
         return False
-    local = seen
-    t = get_tuple(seen)
-    if t is not None:
-        for conn in gateway.table.conns(wp.time):
-            if invertible(conn.orig) and t == invert(conn.orig) and conn.reply != t:
-                local = manip_pkt(manip_pkt(seen, conn.reply, ManipType.SRC),
-                                  conn.reply, ManipType.DST)
-                break
+    gateway = run.gateway
+    local = _as_written(gateway, seen, wp.time, run.evidence)
     if not gateway.config.net.is_local(local.ip.src):
         # Not from one of the gateway's addresses: a forwarded packet the model did not
         # send (it dropped it, or delivered it locally). Left unexplained, so the comparison
         # reports it as sent by the kernel and not by the model. (A tcp-reset from REJECT
         # in FORWARD would also land here: the model does not build those.)
         return False
-    journey = gateway.send_local(local, wp.time, _KernelChooser(index, seen, choices))
-    journeys.append(journey)
-    if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
-        sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
+    journey = gateway.send_local(local, wp.time, run.chooser(index, seen, get_tuple(local)))
+    run.journeys.append(journey)
+    if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface \
+            and journey.out_iface != LOOPBACK_NAME:
+        run.sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
         return True
     return False
+
+
+def _replay_loopback(run: _Run, index: int) -> None:
+    """A packet captured on `lo`: sent by the gateway to one of its own addresses. The model
+    sends it out and back in (`Gateway.loopback`); it is compared through what it leaves
+    behind (entries, what the gateway's own stack answers), not as a packet on a wire."""
+    wp = run.packets[index]
+    try:
+        seen = parse(wp.data)
+    except MalformedPacket as exc:
+        run.unparsed.append((index, str(exc)))
+        return
+    local = _as_written(run.gateway, seen, wp.time, run.evidence)
+    run.journeys.append(run.gateway.loopback(local, wp.time,
+                                             run.chooser(index, seen, get_tuple(local))))
 
 
 def _next_out(packets: list[WirePacket], index: int, pkt: Packet,
