@@ -98,7 +98,8 @@ class Gateway:
     """The modelled gateway namespace: its config and its conntrack table.
 
     `receive()` takes a packet arriving on one of the gateway's interfaces; `send_local()` a
-    packet the gateway's own stack sends. Both return the packet's `Journey`. The table is the
+    packet the gateway's own stack sends (to another host, or through lo to itself). Both
+    return the packet's `Journey`. The table is the
     only mutable state; time is always passed in.
     """
 
@@ -119,26 +120,19 @@ class Gateway:
         return self._journey(w, in_iface, pkt, verdict)
 
     def send_local(self, pkt: Packet, now: float, choose: Chooser = default_chooser) -> Journey:
-        """A packet the gateway itself sends: LOCAL_OUT then POST_ROUTING."""
+        """A packet the gateway itself sends: LOCAL_OUT then POST_ROUTING, out the routed
+        device. When that device is `lo` (the destination is one of the gateway's own
+        addresses, before or after a LOCAL_OUT DNAT), the packet comes back in on `lo`
+        (loopback_xmit -> netif_rx): PRE_ROUTING and LOCAL_IN, verdict "LOCAL". The skb
+        keeps the entry conntrack attached on the way out, so nf_conntrack_in leaves it
+        alone on the way in (it returns early for an skb that already has a non-template
+        ct); the NAT hooks run as for any packet. A PRE_ROUTING DNAT on lo that sends the
+        packet to another host is not followed (dropped, with a note)."""
         w = _Walk(pkt, now, [])
         verdict = self._walk_output(w, choose)
-        return self._journey(w, None, pkt, verdict)
-
-    def loopback(self, pkt: Packet, now: float, choose: Chooser = default_chooser) -> Journey:
-        """A packet the gateway sends to one of its own addresses. Out through LOCAL_OUT and
-        POST_ROUTING to `lo` (the local table's route), then in again on `lo` (loopback_xmit
-        -> netif_rx): PRE_ROUTING and LOCAL_IN. The skb keeps the entry conntrack attached
-        on the way out, so nf_conntrack_in leaves it alone on the way in (it returns early
-        for an skb that already has a non-template ct); the NAT hooks run as for any packet.
-        "LOCAL" when it was delivered; the NAT on the way in can send it elsewhere, which the
-        model does not follow (dropped with a note)."""
-        w = _Walk(pkt, now, [])
-        verdict = self._walk_output(w, choose)
-        if verdict != "ACCEPT":
+        if verdict != "ACCEPT" or w.out_dev is None \
+                or w.out_dev.name != self.config.net.loopback.name:
             return self._journey(w, None, pkt, verdict)
-        if w.out_dev is None or w.out_dev.name != self.config.net.loopback.name:
-            w.note(None, None, "ip_route_output", "not routed to lo: not looped back")
-            return self._journey(w, None, pkt, "DROP")
         w.note(None, None, "loopback_xmit", "back in on lo")
         w.in_dev, w.out_dev, w.nexthop, w.looped = self.config.net.loopback, None, None, True
         if not self._hook(w, Hook.PRE_ROUTING, choose):

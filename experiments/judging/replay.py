@@ -314,8 +314,9 @@ def _replay_local(run: _Run, index: int) -> bool:
 
 def _replay_loopback(run: _Run, index: int) -> None:
     """A packet captured on `lo`: sent by the gateway to one of its own addresses. The model
-    sends it out and back in (`Gateway.loopback`); it is compared through what it leaves
-    behind (entries, what the gateway's own stack answers), not as a packet on a wire."""
+    sends it out and back in; it is compared through what it leaves
+    behind (entries, what the gateway's own stack answers), not as a packet on a wire.
+    `Gateway.send_local` loops it back, as the route to a local address is `lo`."""
     wp = run.packets[index]
     try:
         seen = parse(wp.data)
@@ -323,7 +324,7 @@ def _replay_loopback(run: _Run, index: int) -> None:
         run.unparsed.append((index, str(exc)))
         return
     local = _as_written(run.gateway, seen, wp.time, run.evidence)
-    run.journeys.append(run.gateway.loopback(local, wp.time,
+    run.journeys.append(run.gateway.send_local(local, wp.time,
                                              run.chooser(index, seen, get_tuple(local))))
 
 

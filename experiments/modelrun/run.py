@@ -65,30 +65,36 @@ def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelR
 
 def _run_action(world: World, action: Action,
                 checkpoints: list[tuple[str, tuple[Entry, ...]]]) -> None:
+    """One step. A flow's source address is the one the sender's route gives (what an
+    unbound socket gets on the kernel), not the plan's first address: for the gateway they
+    differ whenever the flow leaves by another interface than its first."""
     match action:
         case Sleep(seconds=seconds):
             world.now += seconds
         case Checkpoint(name=name):
             checkpoints.append((name, tuple(world.gateway.entries(world.now))))
         case UdpFlow():
+            src = world.source_address(action.sender, action.dst)
             for h in action.listeners:
                 world.udp_listeners[(h, action.listen_port)] = action.reply
             world.udp_listeners.setdefault((action.sender, action.sport), None)
             for i in range(action.count):
                 if i:
                     world.now += action.interval
-                world.send(action.sender, craft.udp(action.src, action.sport, action.dst,
+                world.send(action.sender, craft.udp(src, action.sport, action.dst,
                                                     action.dport, action.payload))
         case TcpFlow():
             for h in action.listeners:
                 world.tcp_listeners[(h, action.listen_port)] = action.reply or b""
-            world.tcp_connect(action.sender, action.src, action.sport, action.dst,
+            world.tcp_connect(action.sender, world.source_address(action.sender, action.dst),
+                              action.sport, action.dst,
                               action.dport, action.send, action.close)
         case Ping():
+            src = world.source_address(action.sender, action.dst)
             for i in range(action.count):
                 if i:
                     world.now += action.interval
-                world.send(action.sender, craft.icmp(action.src, action.dst, 8, 0,
+                world.send(action.sender, craft.icmp(src, action.dst, 8, 0,
                                                      id_=action.ident, seq=i + 1,
                                                      payload=action.payload))
         case RawPacket():

@@ -61,12 +61,40 @@ class World:
     # -- sending and routing ------------------------------------------------------------------
 
     def send(self, host: str, pkt: Packet) -> None:
-        """`host` sends `pkt`; everything it triggers runs before this returns."""
+        """`host` sends `pkt`; everything it triggers runs before this returns. The gateway's
+        own packets go through its output hooks (`_from_gateway`), as on the kernel."""
         self._queue.append((host, pkt))
         while self._queue:
             sender, p = self._queue.popleft()
             self.now += PACKET_GAP
-            self._carry(sender, p)
+            if sender == self.topology.gateway:
+                self._from_gateway(p)
+            else:
+                self._carry(sender, p)
+
+    def source_address(self, host: str, dst: IPv4Address) -> IPv4Address:
+        """The source address a socket of `host` gets when it sends to `dst` unbound: the
+        address of the interface the route to `dst` leaves by (inet_select_addr on the
+        route's device); to one of the gateway's own addresses, that address itself (the
+        local route's preferred source). The first address when no route fits."""
+        if host == self.topology.gateway:
+            net = self.gateway.config.net
+            if net.is_local(dst):
+                return dst
+            found = net.lookup(dst)
+            if found is not None:
+                dev, nexthop = found
+                own = dev.primary_addresses()
+                inside = [a.ip for a in own if nexthop in a.network]
+                if inside or own:
+                    return (inside or [a.ip for a in own])[0]
+        h = self.topology.host(host)
+        hop = _next_hop(h, dst)
+        if hop is not None:
+            for intf in h.interfaces:
+                if intf.name == hop[0]:
+                    return intf.ip
+        return h.interfaces[0].ip
 
     def _carry(self, sender: str, pkt: Packet) -> None:
         host = self.topology.host(sender)
@@ -91,15 +119,21 @@ class World:
                         self._deliver(target, out)
             elif journey.verdict == "LOCAL":
                 for answer in self._answer(receiver, journey.packet_out or pkt):
-                    self._from_gateway(answer)
+                    self._queue.append((receiver.name, answer))
             return
         self._deliver(receiver, pkt)
 
     def _from_gateway(self, pkt: Packet) -> None:
+        """A packet of the gateway's own stack: LOCAL_OUT and POST_ROUTING, then the wire;
+        to one of its own addresses, out and back in on lo (Gateway.loopback) and answered
+        by its own stack."""
+        gw = self.topology.gateway_host
         journey = self.gateway.send_local(pkt, self.now)
         self.journeys.append(journey)
-        if journey.verdict == "ACCEPT" and journey.packet_out is not None:
-            gw = self.topology.gateway_host
+        if journey.verdict == "LOCAL" and journey.packet_out is not None:
+            for answer in self._answer(gw, journey.packet_out):
+                self._queue.append((gw.name, answer))
+        elif journey.verdict == "ACCEPT" and journey.packet_out is not None:
             hop = _next_hop(gw, journey.packet_out.ip.dst)
             if hop is not None:
                 target = self._host_at(gw.name, hop[0], hop[1])
@@ -173,7 +207,12 @@ class World:
         reply = self.udp_listeners[key]
         if reply is None:
             return []
-        return [craft.udp(pkt.ip.dst, udp.dport, pkt.ip.src, udp.sport, reply)]
+        # The listener's socket is bound to the wildcard address (as the kernel side's
+        # agent binds it): its answer's source is the one the route back gives, which is
+        # not always the address the request came to (an INPUT SNAT to one of the
+        # gateway's own addresses sends the answer through lo, from that address).
+        src = self.source_address(host.name, pkt.ip.src)
+        return [craft.udp(src, udp.dport, pkt.ip.src, udp.sport, reply)]
 
     def _tcp_in(self, host: Host, pkt: Packet, seg: TcpHeader) -> list[Packet]:
         me, peer = (pkt.ip.dst, seg.dport), (pkt.ip.src, seg.sport)
