@@ -8,7 +8,7 @@ walls between the rooms). No root, no namespaces: judging and the model-only run
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from experiments.backends import BACKEND
@@ -39,7 +39,18 @@ def netview_for(topology: Topology) -> NetView:
         if dev is None:
             continue
         routes.append(RouteEntry(IPv4Network(r.dest), dev, r.via))
-    return NetView(devices, tuple(routes), forwarding=gw.forwarding)
+    return NetView(devices, tuple(routes), forwarding=gw.forwarding,
+                   neighbours=neighbours(topology))
+
+
+def neighbours(topology: Topology) -> frozenset[IPv4Address]:
+    """Every address a host other than the gateway owns on a link the gateway is on: the
+    next hops the gateway's ARP requests get an answer for."""
+    gw = topology.gateway
+    linked = {e.host for seg in topology.segments
+              if any(x.host == gw for x in seg.endpoints) for e in seg.endpoints}
+    return frozenset(a for h in topology.hosts if h.name in linked and h.name != gw
+                     for a in h.addresses())
 
 
 def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:

@@ -41,6 +41,7 @@ class Journey:
     """What the gateway did with one packet.
 
     `verdict` is ACCEPT (sent on `out_iface`), LOCAL (delivered to the gateway's own stack),
+    UNRESOLVED (left for `out_iface`, but no host owns the next hop: queued, then dropped),
     or DROP. `packet_out` is the packet as it left the hooks (for LOCAL: as the gateway's
     own stack receives it). `entry` is the packet's conntrack entry after the packet (None
     if untracked or gone), as `conntrack -L` would show it at `time`. `passed` lists the
@@ -64,6 +65,9 @@ class Journey:
         lines += [s.render() for s in self.steps]
         if self.verdict == "ACCEPT" and self.packet_out is not None:
             lines.append(f"  => out {self.out_iface}: {self.packet_out.summary()}")
+        elif self.verdict == "UNRESOLVED" and self.packet_out is not None:
+            lines.append(f"  => not sent: {self.out_iface} cannot resolve the next hop "
+                         f"for {self.packet_out.summary()}")
         elif self.verdict == "LOCAL":
             lines.append("  => delivered to the gateway's own stack")
         else:

@@ -49,6 +49,15 @@ class NetView:
     devices: tuple[Device, ...]
     routes: tuple[RouteEntry, ...] = ()
     forwarding: bool = True
+    # The addresses some host on the gateway's links owns, i.e. the next hops ARP resolves
+    # (net/core/neighbour.c, net/ipv4/arp.c). None: unknown, every next hop resolves.
+    neighbours: frozenset[IPv4Address] | None = None
+
+    def resolves(self, dev: Device, nexthop: IPv4Address) -> bool:
+        """Whether neighbour resolution of `nexthop` on `dev` succeeds: always on lo (no
+        neighbours there), else when some host owns the address."""
+        return dev.name == LOOPBACK_NAME or self.neighbours is None \
+            or nexthop in self.neighbours
 
     def device(self, name: str) -> Device:
         for d in self.devices:

@@ -54,6 +54,7 @@ from nat.sysctl import Sysctls
 from nat.tuple import ICMP_ERROR_TYPES, Direction, Proto, Tuple, invert
 
 ICMP_REDIRECT = 5
+UNRESOLVED = "UNRESOLVED"   # verdict: left for a next hop no host owns (see _postrouting)
 
 # Chooses among the outcomes the kernel may pick. The default takes the model's own pick;
 # the differential replay passes one that adopts what the kernel did.
@@ -180,8 +181,21 @@ class Gateway:
         return self._postrouting(w, choose)
 
     def _postrouting(self, w: _Walk, choose: Chooser) -> str:
-        """ip_output(): POST_ROUTING, then the packet leaves on `w.out_dev`."""
-        return "ACCEPT" if self._hook(w, Hook.POST_ROUTING, choose) else "DROP"
+        """ip_output(): POST_ROUTING, then ip_finish_output2() hands the packet to the next
+        hop's neighbour entry. When nobody answers ARP for it, the packet waits in the
+        entry's queue and is dropped when resolution fails (neigh_invalidate); the entry
+        was confirmed already. UNRESOLVED says so; the ICMP host unreachable the kernel
+        then sends (ipv4_link_failure, ~3 s later with the default mcast_solicit and
+        retrans_time) is the gateway's own packet, quoting this one."""
+        if not self._hook(w, Hook.POST_ROUTING, choose):
+            return "DROP"
+        if w.out_dev is not None and w.nexthop is not None \
+                and not self.config.net.resolves(w.out_dev, w.nexthop):
+            w.note(None, None, "neigh_resolve_output",
+                   f"no host answers ARP for {w.nexthop} on {w.out_dev.name}: queued, then "
+                   "dropped when resolution fails (ICMP host unreachable to the sender)")
+            return UNRESOLVED
+        return "ACCEPT"
 
     def _hook(self, w: _Walk, hook: Hook, choose: Chooser) -> bool:
         """nf_hook_slow(): the hook's callbacks in table order; False when one drops."""
@@ -428,8 +442,9 @@ class Gateway:
             steps=tuple(w.steps),
             passed=tuple(w.passed),
             verdict=verdict,
-            packet_out=w.pkt if verdict in ("ACCEPT", "LOCAL") else None,
-            out_iface=w.out_dev.name if verdict == "ACCEPT" and w.out_dev else None,
+            packet_out=w.pkt if verdict in ("ACCEPT", "LOCAL", UNRESOLVED) else None,
+            out_iface=w.out_dev.name if verdict in ("ACCEPT", UNRESOLVED) and w.out_dev
+            else None,
             entry=entry,
         )
 

@@ -13,15 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from experiments.observed import WirePacket
+from nat.checksum import with_fresh_checksums
 from nat.choice import Choice
 from nat.entry import Entry
-from nat.extract import get_tuple
+from nat.extract import get_tuple, icmp_error_inner
 from nat.journey import Journey
 from nat.manip import manip_pkt
 from nat.maniptype import ManipType
 from nat.netdev import LOOPBACK_NAME
 from nat.packet import IcmpHeader, MalformedPacket, Packet, TcpHeader, parse
-from nat.pipeline import Gateway, GatewayConfig
+from nat.pipeline import UNRESOLVED, Gateway, GatewayConfig
 from nat.tuple import ICMP_ERROR_TYPES, Tuple, invert, invertible
 
 Evidence = tuple[tuple[float, tuple[Entry, ...]], ...]
@@ -31,6 +32,7 @@ Pick = tuple[int, str]
 """Where a choice was made: (index of the captured packet, manip type name)."""
 
 WIRE, TABLE, FORCED, UNSEEN = "wire", "table", "forced", "unseen"
+ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,14 @@ class _Run:
     choices: list[ChoiceRecord] = field(default_factory=list)
     unparsed: list[tuple[int, str]] = field(default_factory=list)
     unseen: list[_Unseen] = field(default_factory=list)
+    unresolved: list[Packet] = field(default_factory=list)   # left for an unowned next hop
+
+    def note(self, journey: Journey) -> Journey:
+        """Keep a journey; remember a packet the model left in a neighbour queue."""
+        self.journeys.append(journey)
+        if journey.verdict == UNRESOLVED and journey.packet_out is not None:
+            self.unresolved.append(journey.packet_out)
+        return journey
 
     def chooser(self, index: int, observed: Packet | None, orig: Tuple | None) -> _KernelChooser:
         return _KernelChooser(index, observed, self.choices, orig, self.evidence,
@@ -237,9 +247,8 @@ def _replay(config: GatewayConfig, packets: list[WirePacket],
             # The kernel forwarded this very packet: its copy is no packet of the gateway's
             # own, whatever the model does with the input.
             consumed.add(observed_index)
-        journey = gateway.receive(pkt, wp.iface, wp.time,
-                                  run.chooser(index, observed, get_tuple(pkt)))
-        run.journeys.append(journey)
+        journey = run.note(gateway.receive(pkt, wp.iface, wp.time,
+                                           run.chooser(index, observed, get_tuple(pkt))))
         if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
             run.sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
             order.append(observed_index if observed_index is not None else index)
@@ -284,6 +293,28 @@ def _as_written(gateway: Gateway, seen: Packet, at: float, evidence: Evidence) -
     return manip_pkt(manip_pkt(seen, written, ManipType.SRC), written, ManipType.DST)
 
 
+def _unreachable_as_written(run: _Run, seen: Packet) -> Packet:
+    """An ICMP host unreachable the gateway sent after failed neighbour resolution quotes
+    the packet as it sat in the neighbour queue, after POST_ROUTING (ipv4_link_failure ->
+    icmp_send); NAT on its way out then translated the quote (nf_nat_icmp_reply_translation).
+    When the model left a packet with the same IP id and protocol in a queue, the error as
+    written quotes the model's packet: the model's own NAT must then turn it into what was
+    captured. The outer header is kept as captured."""
+    l4 = seen.l4
+    if not (isinstance(l4, IcmpHeader) and l4.type == ICMP_DEST_UNREACH
+            and l4.code == ICMP_HOST_UNREACH):
+        return seen
+    inner = icmp_error_inner(seen)
+    if inner is None:
+        return seen
+    for queued in run.unresolved:
+        if (queued.ip.ident, queued.proto) == (inner.ip.ident, inner.proto):
+            run.unresolved.remove(queued)
+            quote = queued.to_bytes()[: len(seen.payload)]
+            return with_fresh_checksums(replace(seen, payload=quote), lengths=True)
+    return seen
+
+
 def _replay_local(run: _Run, index: int) -> bool:
     """A packet the kernel sent that no received packet explains: the gateway's own stack
     sent it (its own flow, a REDIRECTed service answering, an ICMP error of its own). It is
@@ -296,15 +327,15 @@ def _replay_local(run: _Run, index: int) -> bool:
         run.unparsed.append((index, str(exc)))
         return False
     gateway = run.gateway
-    local = _as_written(gateway, seen, wp.time, run.evidence)
+    local = _as_written(gateway, _unreachable_as_written(run, seen), wp.time, run.evidence)
     if not gateway.config.net.is_local(local.ip.src):
         # Not from one of the gateway's addresses: a forwarded packet the model did not
         # send (it dropped it, or delivered it locally). Left unexplained, so the comparison
         # reports it as sent by the kernel and not by the model. (A tcp-reset from REJECT
         # in FORWARD would also land here: the model does not build those.)
         return False
-    journey = gateway.send_local(local, wp.time, run.chooser(index, seen, get_tuple(local)))
-    run.journeys.append(journey)
+    journey = run.note(gateway.send_local(local, wp.time,
+                                          run.chooser(index, seen, get_tuple(local))))
     if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface \
             and journey.out_iface != LOOPBACK_NAME:
         run.sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
@@ -324,8 +355,7 @@ def _replay_loopback(run: _Run, index: int) -> None:
         run.unparsed.append((index, str(exc)))
         return
     local = _as_written(run.gateway, seen, wp.time, run.evidence)
-    run.journeys.append(run.gateway.send_local(local, wp.time,
-                                             run.chooser(index, seen, get_tuple(local))))
+    run.note(run.gateway.send_local(local, wp.time, run.chooser(index, seen, get_tuple(local))))
 
 
 def _next_out(packets: list[WirePacket], index: int, pkt: Packet,

@@ -20,7 +20,7 @@ from experiments.observed import Received
 from nat.hooks import Hook
 from nat.journey import Journey
 from nat.packet import ACK, FIN, RST, SYN, IcmpHeader, Packet, TcpHeader, UdpHeader
-from nat.pipeline import Gateway
+from nat.pipeline import UNRESOLVED, Gateway
 from nat.rule_eval import RuleContext, evaluate
 from nat.rules.ast import Drop, Reject, Ruleset
 from topologies.description import Host, Topology
@@ -120,6 +120,8 @@ class World:
             elif journey.verdict == "LOCAL":
                 for answer in self._answer(receiver, journey.packet_out or pkt):
                     self._queue.append((receiver.name, answer))
+            elif journey.verdict == UNRESOLVED and journey.packet_out is not None:
+                self._queue.append((receiver.name, self._host_unreachable(journey.packet_out)))
             return
         self._deliver(receiver, pkt)
 
@@ -139,6 +141,14 @@ class World:
                 target = self._host_at(gw.name, hop[0], hop[1])
                 if target is not None:
                     self._deliver(target, journey.packet_out)
+
+    def _host_unreachable(self, queued: Packet) -> Packet:
+        """What the gateway's stack sends when neighbour resolution fails for a packet it
+        forwarded (ipv4_link_failure -> icmp_send): host unreachable to the packet's source,
+        quoting it as it sat in the queue. On the kernel it leaves ~3 s later (3 ARP
+        requests 1 s apart); the model's clock does not wait for it."""
+        src = self.source_address(self.topology.gateway, queued.ip.src)
+        return craft.icmp_error(src, queued, 3, 1)
 
     def _host_at(self, sender: str, ifname: str, addr: IPv4Address) -> Host | None:
         """The host on the same segment as (sender, ifname) that owns `addr`."""
