@@ -34,6 +34,12 @@ UNANSWERED_ON_PURPOSE: dict[str, set[str]] = {
     "filter-output-untracked": {"#1 ping"},     # the laptop's echo reply dropped at -250
     "filter-ctstate": {"#2 udp"},               # the desktop's unsolicited datagram
     "filter-prerouting": {"#2 udp", "#3 udp", "#4 udp", "#6 udp"},  # one per drop chain
+    "snat-one-port-exhausted": {"#2 udp"},      # client2's datagram dies at confirm
+    "dnat-random-range-forward-filter": {"#1 udp"},  # no answer, whichever port was picked
+    "input-snat-answer-via-lo": {"#1 udp"},     # the answer goes to the gateway itself
+    # The host unreachable comes after ~3 s of ARP, later than the step waits for it (the
+    # sleep that follows lets it arrive before the end; [expect] checks it was received).
+    "forward-to-unowned-address": {"#1 udp"},
 }
 
 
@@ -94,7 +100,8 @@ def test_spec_on_backend(spec_path: Path, backend: Backend, tmp_path: Path,
     _, observed, _ = load_observed(bundle)
     incomplete = {s.split(":")[0] for s in observed.incomplete_steps}
     assert incomplete == UNANSWERED_ON_PURPOSE.get(spec.name, set()), observed.incomplete_steps
-    assert len(rejudged.judgement.notes) == len(observed.incomplete_steps)
+    assert len([n for n in rejudged.judgement.notes if n.startswith("step did not complete")]) \
+        == len(observed.incomplete_steps)
     assert observed.packets, "no packet captured at the gateway"
     assert rejudged.judgement.prediction.journeys      # and the model walked it
     if expects and spec.expect is not None:
