@@ -228,14 +228,31 @@ def test_every_packet_of_an_interface_is_compared() -> None:
     assert {w for w, _ in _places(j)} == {f"packet out lan0 #{n}"}
 
 
-def test_a_kernel_pick_that_was_not_seen() -> None:
+def test_a_kernel_pick_the_wire_does_not_show_is_read_from_its_table() -> None:
     """masquerade-clash without the kernel's datagram for client2 (the one whose port the
-    kernel had to pick): the pick is "(not seen)", and the model's allowed set is shown."""
+    kernel had to pick): the kernel's final table still shows the pick in client2's reply
+    tuple, so it is adopted from there; what differs is the datagram the capture lacks."""
     spec, observed = _load("masquerade-clash")
     j = judge_observed(spec, _edit_packet(observed, "wan0", "out", 2, None))
-    binding = [d for d in j.diffs if d.field == "SRC binding"]
-    assert len(binding) == 1 and binding[0].kernel == "(not seen)", j.render()
-    assert binding[0].model.startswith("allowed: ")
+    assert not [d for d in j.diffs if d.field == "SRC binding"], j.render()
+    assert [d.field for d in j.diffs] == ["sent"], j.render()
+    assert {c.source for c in j.prediction.choices} >= {"table"}
+
+
+def test_a_kernel_pick_nothing_shows_is_no_difference_by_itself() -> None:
+    """The same, with client2's entry also gone from every snapshot: nothing shows the
+    pick, so it is no difference in itself (a note says the model's default was followed);
+    the missing datagram and entry still are."""
+    spec, observed = _load("masquerade-clash")
+    cut = _edit_packet(observed, "wan0", "out", 2, None)
+    client2 = "src=192.168.1.12 "
+    cut = replace(cut, snapshots=tuple(
+        replace(s, lines=tuple(line for line in s.lines if client2 not in line))
+        for s in cut.snapshots))
+    j = judge_observed(spec, cut)
+    assert not [d for d in j.diffs if d.field == "SRC binding"], j.render()
+    assert "sent" in {d.field for d in j.diffs} and "entry" in {d.field for d in j.diffs}
+    assert any("shows neither on the wire nor in its table" in n for n in j.notes), j.notes
 
 
 def test_no_final_snapshot() -> None:
