@@ -66,7 +66,9 @@ def test_sent_packets_equal_the_capture_byte_for_byte(bundle: Path) -> None:
             kernel[wp.iface].append(wp.data)
     for _, iface, data in prediction.sent:
         model[iface].append(data)
-    assert kernel, "the capture holds packets the gateway sent"
+    # (input-snat-answer-via-lo sends only to itself: its packets are on lo, not a wire)
+    assert kernel or any(wp.iface == "lo" for wp in observed.packets), \
+        "the capture holds packets the gateway sent"
     assert dict(model) == dict(kernel)
 
 
