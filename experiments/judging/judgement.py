@@ -114,9 +114,9 @@ def _differences(observed: Observed, prediction: Prediction) -> list[Diff]:
     diffs += compare_packets(list(observed.packets), list(prediction.sent))
     for c in prediction.choices:
         if c.source in (WIRE, TABLE) and not c.allowed_kernel:
-            where = "the wire" if c.source == WIRE else "the kernel's table"
-            diffs.append(Diff(f"choice at packet #{c.packet_index + 1}", f"{c.manip} binding",
-                              f"{c.kernel} (from {where})", f"allowed: {c.allowed}"))
+            seen_in = "" if c.source == WIRE else " (seen in the kernel's table)"
+            diffs.append(Diff(f"choice at packet #{c.packet_index + 1}{seen_in}",
+                              f"{c.manip} binding", c.kernel, f"allowed: {c.allowed}"))
     for index, why in prediction.unparsed:
         diffs.append(Diff(f"packet #{index + 1}", "unreadable by the model", why, ""))
     return diffs
