@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.judging.compare import Diff, Verdict, compare_conntrack, compare_packets, verdict
-from experiments.judging.picks import Pick, Trial, search
+from experiments.judging.picks import Pick, Trial, replay_budget, search
 from experiments.judging.replay import (
     FORCED,
     TABLE,
@@ -84,7 +84,7 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
         results[id(trial)] = (prediction, diffs)
         return trial
 
-    best = search(attempt, attempt({}))
+    best = search(attempt, attempt({}), replay_budget(len(packets)))
     prediction, diffs = results[id(best)]
     model_by_name = {name: list(entries) for name, _, entries in prediction.snapshots}
     final_kernel = next((s.entries() for s in observed.snapshots if s.name == FINAL), [])

@@ -18,7 +18,8 @@ from nat.choice import Choice
 from nat.tuple import Proto, Tuple
 
 MAX_CANDIDATES = 24     # members tried per unseen choice (spread over the allowed keys)
-MAX_REPLAYS = 64        # replays one judgement may spend on the search
+MAX_REPLAYS = 64        # replays one judgement may spend on the search...
+REPLAYED_PACKETS = 200_000  # ...and packets replayed in all (a long run gets fewer replays)
 
 Pick = tuple[int, str]
 
@@ -57,14 +58,20 @@ def candidates(choice: Choice[Tuple], manip: str) -> tuple[Tuple, ...]:
     return tuple(others[int(i * step)] for i in range(MAX_CANDIDATES))
 
 
-def search(replay: Callable[[Mapping[Pick, Tuple]], Trial], first: Trial) -> Trial:
+def replay_budget(packets: int) -> int:
+    """How many replays the search may spend on a run of `packets` captured packets."""
+    return max(4, min(MAX_REPLAYS, REPLAYED_PACKETS // max(1, packets)))
+
+
+def search(replay: Callable[[Mapping[Pick, Tuple]], Trial], first: Trial,
+           budget: int = MAX_REPLAYS) -> Trial:
     """The trial with the fewest differences, found greedily: for each unseen choice in
     the order the replay met it, the member that lowers the count most is kept (the first
-    that brings it to zero ends the search). At most MAX_REPLAYS replays."""
+    that brings it to zero ends the search). At most `budget` replays."""
     best = first
     spent = 0
     tried: set[Pick] = set()
-    while best.differences and spent < MAX_REPLAYS:
+    while best.differences and spent < budget:
         todo = [(pick, choice) for pick, choice in best.unseen if pick not in tried]
         if not todo:
             break
@@ -72,7 +79,7 @@ def search(replay: Callable[[Mapping[Pick, Tuple]], Trial], first: Trial) -> Tri
         tried.add(pick)
         improved = best
         for member in candidates(choice, pick[1]):
-            if spent >= MAX_REPLAYS:
+            if spent >= budget:
                 break
             spent += 1
             trial = replay({**best.forced, pick: member})
