@@ -252,6 +252,10 @@ REJECT_WITH: frozenset[str] = frozenset({
 })
 
 
+# The answers the model builds (nat/reject.py); the parsers refuse the others as unmodelled.
+MODELLED_REJECT: frozenset[str] = frozenset({"tcp-reset"})
+
+
 @dataclass(frozen=True)
 class Reject:
     """REJECT: drop, and answer with an ICMP error or a TCP RST (ipt_REJECT / nft_reject)."""
