@@ -50,7 +50,8 @@ from nat.profile import LINUX_LATEST, KernelProfile
 from nat.proto_tcp import TcpConnState
 from nat.reject import no_reset_reason, tcp_reset
 from nat.rule_eval import RuleContext, evaluate
-from nat.rules.ast import Dnat, Drop, Masquerade, Redirect, Reject, Ruleset, Snat
+from nat.rules.ast import Dnat, Drop, Masquerade, Redirect, Reject, Rule, Ruleset, Snat
+from nat.rules.ct_match import CtView
 from nat.rules.modelled import check_modelled
 from nat.status import CtInfo, Status, TcpState
 from nat.sysctl import Sysctls
@@ -228,6 +229,7 @@ class Gateway:
         chain = reg.chain
         assert chain is not None
         outcome = evaluate(self.config.ruleset, chain, _rule_context(w))
+        _note_logged(w, reg.hook, chain.priority, outcome.logged)
         target = outcome.target
         where = outcome.describe()
         if isinstance(target, Drop | Reject):
@@ -333,6 +335,7 @@ class Gateway:
             assert chain is not None
             w.passed.append(inner)
             outcome = evaluate(self.config.ruleset, chain, ctx)
+            _note_logged(w, hook, chain.priority, outcome.logged)
             target = outcome.target
             where = outcome.describe()
             if isinstance(target, Drop | Reject):
@@ -465,10 +468,24 @@ class Gateway:
         )
 
 
+def _note_logged(w: _Walk, hook: Hook, prio: int, logged: tuple[Rule, ...]) -> None:
+    """LOG / log rules the packet matched: the kernel writes a log line and goes on."""
+    for rule in logged:
+        where = f"line {rule.lineno}: " if rule.lineno else ""
+        text = rule.source or rule.match.describe()
+        w.note(hook, prio, "nf_log_packet", f"logged by {where}{text}")
+
+
 def _rule_context(w: _Walk) -> RuleContext:
-    """What a rule sees of the packet: the packet, in/out devices, the ct state."""
+    """What a rule sees of the packet: the packet, in/out devices, the ct state and entry."""
+    ct = None
+    c = w.conn
+    if c is not None and w.ctinfo not in (CtInfo.INVALID, CtInfo.UNTRACKED):
+        ct = CtView(int(c.status), c.orig.proto, c.orig.src, c.orig.dst, c.orig.sport,
+                    c.orig.dport, c.reply.src, c.reply.dst, c.reply.sport, c.reply.dport,
+                    w.ctinfo.is_reply)
     return RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
-                       w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
+                       w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate, ct)
 
 
 def _direction(ctinfo: CtInfo) -> Direction:
