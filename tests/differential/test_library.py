@@ -34,6 +34,8 @@ UNANSWERED_ON_PURPOSE: dict[str, set[str]] = {
     "filter-output-untracked": {"#1 ping"},     # the laptop's echo reply dropped at -250
     "filter-ctstate": {"#2 udp"},               # the desktop's unsolicited datagram
     "filter-prerouting": {"#2 udp", "#3 udp", "#4 udp", "#6 udp"},  # one per drop chain
+    "filter-port-comparison": {"#1 udp", "#3 udp"},   # low destination / low source port
+    "filter-ctstate-dnat": {"#2 udp"},                # DNATed to 9090: not accepted
 }
 
 
