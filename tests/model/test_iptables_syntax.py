@@ -337,8 +337,8 @@ BAD: list[tuple[str, type[Exception], int, str]] = [
     ("*nat\n-A PREROUTING -p tcp --d 80 -j ACCEPT\nCOMMIT\n", RuleSyntaxError, 2, "ambiguous"),
     # Valid for the kernel, outside the model:
     ("*filter\n-A INPUT -j NFLOG\nCOMMIT\n", UnsupportedRule, 2, "target -j NFLOG"),
-    ("*filter\n-A INPUT -j LOG --log-prefix 012345678901234567890123456789\nCOMMIT\n",
-     RuleSyntaxError, 2, "Maximum prefix length 29"),
+    ("*filter\n-A INPUT -j LOG --log-level bogus\nCOMMIT\n", RuleSyntaxError, 2,
+     'log level "bogus" unknown'),
     ("*filter\n-A INPUT -m limit --limit 1/s -j ACCEPT\nCOMMIT\n", UnsupportedRule, 2,
      "-m limit"),
     ("*raw\n-A PREROUTING -j CT --notrack\nCOMMIT\n", UnsupportedRule, 2, "table 'raw'"),
