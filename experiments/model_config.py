@@ -17,6 +17,7 @@ from nat.netdev import Device, NetView, RouteEntry
 from nat.pipeline import GatewayConfig
 from nat.profile import LINUX_LATEST, KernelProfile, profile_for_release
 from nat.rules.ast import RuleError, Ruleset
+from nat.rules.modelled import check_modelled
 from nat.sysctl import Sysctls
 from topologies.description import Topology
 from topologies.ifindex import interface_indexes
@@ -76,7 +77,7 @@ def check_rules(spec: Spec) -> None:
     else:
         field, text = "rules", spec.rules
     try:
-        backend.model_parser(field == "nft")(text)
+        check_modelled(backend.model_parser(field == "nft")(text))
     except RuleError as e:
         message = str(e)
         file_line = _line_in_file(spec.path, text, e.lineno)

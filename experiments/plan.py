@@ -209,7 +209,9 @@ def raw_packet(topo: Topology, step: RawStep) -> Packet:
     if proto in ("tcp", 6):
         return craft.tcp(src, step.sport or 0, dst, step.dport or 0,
                          craft.tcp_flags(step.flags or "S"), seq=step.seq or 0,
-                         ack=step.ack or 0, window=step.window or 64240, payload=payload, ttl=ttl)
+                         ack=step.ack or 0,
+                         window=step.window if step.window is not None else 64240,
+                         payload=payload, ttl=ttl)
     if proto in ("udp", 17):
         return craft.udp(src, step.sport or 0, dst, step.dport or 0, payload, ttl=ttl)
     if proto in ("icmp", 1):

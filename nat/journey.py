@@ -47,6 +47,8 @@ class Journey:
     if untracked or gone), as `conntrack -L` would show it at `time`. `passed` lists the
     registered callbacks the packet was handed to, in order (nat chains run by the NAT core
     included), as the hook table has them; `render()` does not show it (docs/hooks.md does).
+    `answers` are the journeys of packets the gateway built and sent because of this one (the
+    TCP reset of a REJECT).
     """
 
     time: float
@@ -58,6 +60,7 @@ class Journey:
     out_iface: str | None = None
     entry: Entry | None = None
     passed: tuple[Registration, ...] = ()
+    answers: tuple[Journey, ...] = ()   # packets the gateway sent in answer (REJECT's reset)
 
     def render(self) -> str:
         origin = f"in {self.in_iface}" if self.in_iface else "sent by the gateway"
@@ -74,4 +77,7 @@ class Journey:
             lines.append(f"  => {self.verdict}")
         if self.entry is not None:
             lines.append(f"  entry: {render_entry(self.entry)}")
+        for answer in self.answers:
+            lines.append("  answered with:")
+            lines += ["  " + line for line in answer.render().splitlines()]
         return "\n".join(lines)

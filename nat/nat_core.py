@@ -12,9 +12,7 @@ gives up the kernel keeps a tuple that is in use and the packet is dropped at co
 tuple is a member of the choice, and `may_drop()` says whether there is one.
 
 Known approximations (each only widens the allowed set):
-- 6.12+ TIME_WAIT eviction: the sequence-number test on the old entry is not modelled, so any
-  TIME_WAIT/CLOSE SRC_NAT entry reached in "harder" mode may be evicted; and "harder" is taken
-  to be the last 32 probes of each round.
+- 6.12+ TIME_WAIT eviction: "harder" is taken to be the last 32 probes of each round.
 - Give-up and eviction with a random start: allowed for any taken key once some start could
   reach it (a window of used ports long enough exists), not only the exact last probe.
 
@@ -267,11 +265,37 @@ class _Status(enum.Enum):
     EVICTABLE = "evictable"  # taken by an entry 6.12+ may kill in "harder" mode
 
 
-def evictable(c: Conn) -> bool:
-    state = c.tcp_state()
+def _orig_end(c: Conn) -> int | None:
+    """proto.tcp.seen[0].td_end: the end of the highest sequence the originator sent."""
+    seen = getattr(c.proto_state, "seen", None)
+    if not isinstance(seen, tuple) or not seen:
+        return None
+    end = getattr(seen[0], "end", None)
+    return end if isinstance(end, int) else None
+
+
+def seq_has_advanced(old: Conn, new: Conn) -> bool:
+    """nf_seq_has_advanced(): the new SYN's end lies after the old entry's original-direction
+    end (32-bit serial arithmetic), so the old peer will see the new flow's packets as
+    out-of-window rather than as its own."""
+    a, b = _orig_end(old), _orig_end(new)
+    if a is None or b is None:
+        return False
+    return 0 < (b - a) & 0xFFFFFFFF < 0x80000000
+
+
+def evictable(old: Conn, direction: Direction, new: Conn) -> bool:
+    """May nf_nat_used_tuple_harder() kill `old`, found holding a candidate's reply tuple in
+    `direction`, for `new`? Only when the hit is old's reply tuple, old is TCP in TIME_WAIT or
+    CLOSE with SRC_NAT, not FIXED_TIMEOUT/DYING (nf_nat_may_kill), not offloaded (then the
+    kernel kills it but still counts the tuple as taken), and new's sequence has advanced."""
+    if direction is not Direction.REPLY or old.id == new.id:
+        return False
+    state = old.tcp_state()
     bad = Status.FIXED_TIMEOUT | Status.DYING | Status.OFFLOAD | Status.HW_OFFLOAD
     return (state is not None and state >= TcpState.TIME_WAIT
-            and bool(c.status & Status.SRC_NAT) and not c.status & bad)
+            and bool(old.status & Status.SRC_NAT) and not old.status & bad
+            and seq_has_advanced(old, new))
 
 
 class _Prober:
@@ -287,16 +311,16 @@ class _Prober:
     def candidate(self, key: int) -> Tuple:
         return with_manip_key(self.t, self.manip, key)
 
-    def occupant(self, key: int) -> Conn | None:
-        hit = self.table.lookup(invert(self.candidate(key)), self.conn.zone, self.now)
-        return hit[0] if hit is not None else None
+    def occupant(self, key: int) -> tuple[Conn, Direction] | None:
+        return self.table.lookup(invert(self.candidate(key)), self.conn.zone, self.now)
 
     def status(self, key: int) -> _Status:
         st = self._cache.get(key)
         if st is None:
             if not nf_nat_used_tuple(self.candidate(key), self.conn, self.table, self.now):
                 st = _Status.FREE
-            elif self.harder and (occ := self.occupant(key)) is not None and evictable(occ):
+            elif self.harder and (occ := self.occupant(key)) is not None \
+                    and evictable(occ[0], occ[1], self.conn):
                 st = _Status.EVICTABLE
             else:
                 st = _Status.TAKEN
@@ -365,8 +389,8 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
     random_len = first_len       # attempts of the first random round
     if first_off is not None:
         # One round only: the restart draw is never made, so any source of numbers will do.
-        results = [_run_search(p, keys, first_off, lambda: 0, evict=e, rounds=1)
-                   for e in ((False, True) if p.harder else (False,))]
+        # EVICTABLE is exact (nf_nat_used_tuple_harder's own test), so this round is too.
+        results = [_run_search(p, keys, first_off, lambda: 0, evict=p.harder, rounds=1)]
         for r in results:
             if r is not None:
                 fixed.add(r.key)
@@ -410,8 +434,8 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
     scan_len = min(keys.size, 65536)
     default_key = None
     if first_off is not None and not later_rounds:
-        plain = results[0]  # without eviction: the seq test that allows it is not modelled
-        default_key = plain.key if plain is not None else min(fixed)
+        only = results[0]
+        default_key = only.key if only is not None else min(fixed)
     else:
         default_key = _first_free_indexed(p, keys, start)
         if default_key is None:
@@ -421,7 +445,7 @@ def _search_choice(p: _Prober, keys: KeyRange, first_off: int | None, table_len:
                     default_key = k
                     break
     if default_key is None:
-        out = _run_search(p, keys, start, lambda: 0, evict=False)
+        out = _run_search(p, keys, start, lambda: 0, evict=p.harder)
         assert out is not None
         default_key = out.key
     key_name = "id" if t.proto == Proto.ICMP else "port"
@@ -523,6 +547,12 @@ def l4proto_unique_tuple(t: Tuple, rng: NatRangeLike, manip: ManipType, conn: Co
         taken = nf_nat_used_tuple(t, conn, table, now)
         return single_choice(t, reason + ("; in use: dropped at confirm" if taken else ""), taken)
     p = _Prober(t, manip, conn, table, now, profile)
+    if keys.size == 1:
+        # Every round probes the one key, whatever the start: free, evicted or given up.
+        only = keys.key_at(0)
+        st = p.status(only)
+        kind = {_Status.FREE: "free", _Status.EVICTABLE: "evict"}.get(st, "giveup")
+        return single_choice(p.candidate(only), f"{reason}; {kind}", st is _Status.TAKEN)
     first_off = _start_offset(t, rng, manip, profile)
     if rand is not None:
         start = first_off if first_off is not None else rand()

@@ -151,7 +151,7 @@ def nf_nat_setup_info(conn: Conn, rng: NatRangeLike, manip: ManipType, table: Tu
         occ = table.lookup(invert(new), conn.zone, now)
         p_harder = (profile.tcp_timewait_eviction and new.proto == Proto.TCP
                     and conn.tcp_state() is TcpState.SYN_SENT)
-        if occ is not None and p_harder and evictable(occ[0]):
+        if occ is not None and p_harder and evictable(occ[0], occ[1], conn):
             evicted = (occ[0].id,)
             notes.append(f"entry {occ[0].id} in {occ[0].tcp_state()} evicted to reuse its port")
         else:

@@ -47,9 +47,13 @@ from nat.nat_targets import masquerade_range, redirect_range
 from nat.netdev import Device, NetView
 from nat.packet import IcmpHeader, Packet
 from nat.profile import LINUX_LATEST, KernelProfile
+from nat.proto_tcp import TcpConnState
+from nat.reject import no_reset_reason, tcp_reset
 from nat.rule_eval import RuleContext, evaluate
-from nat.rules.ast import Dnat, Drop, Masquerade, Redirect, Reject, Ruleset, Snat
-from nat.status import CtInfo, Status
+from nat.rules.ast import Dnat, Drop, Masquerade, Redirect, Reject, Rule, Ruleset, Snat
+from nat.rules.ct_match import CtView
+from nat.rules.modelled import check_modelled
+from nat.status import CtInfo, Status, TcpState
 from nat.sysctl import Sysctls
 from nat.tuple import ICMP_ERROR_TYPES, Direction, Proto, Tuple, invert
 
@@ -90,6 +94,8 @@ class _Walk:
     nexthop: IPv4Address | None = None
     passed: list[Registration] = field(default_factory=list)   # the callbacks called
     looped: bool = False        # back in on lo: the skb still carries its entry
+    attached: bool = False      # the entry came with the packet (nf_ct_attach): no lookup
+    answers: list[Journey] = field(default_factory=list)       # packets sent in answer
 
     def note(self, hook: Hook | None, prio: int | None, function: str, did: str) -> None:
         self.steps.append(Step(hook, prio, function, did))
@@ -105,7 +111,9 @@ class Gateway:
     """
 
     def __init__(self, config: GatewayConfig) -> None:
-        """Raises ChainNotModelled (a RuleError) for a base chain the model cannot run."""
+        """Raises ChainNotModelled (a RuleError) for a base chain the model cannot run, and
+        UnsupportedRule for a rule whose effect it does not build (nat.rules.modelled)."""
+        check_modelled(config.ruleset)
         self.config = config
         self.table = Table()
         self.hooks: HookTable = build_hook_table(config.ruleset)
@@ -215,7 +223,7 @@ class Gateway:
             case Kind.NAT:
                 return self._nat_hook(w, reg, choose)
             case Kind.FILTER_CHAIN:
-                return self._filter_chain(w, reg)
+                return self._filter_chain(w, reg, choose)
             case Kind.CONFIRM:
                 return self._confirm(w, reg.hook)
             case Kind.NAT_CHAIN:     # pragma: no cover - only inside a NAT registration
@@ -236,10 +244,16 @@ class Gateway:
     # -- callbacks ------------------------------------------------------------------------
 
     def _conntrack_in(self, w: _Walk, hook: Hook) -> bool:
-        """nf_conntrack_in() at -200: attach the entry (found or new, unconfirmed)."""
+        """nf_conntrack_in() at -200: attach the entry (found or new, unconfirmed). A packet
+        that already carries an entry (looped back on lo; REJECT's reset, nf_ct_attach) is
+        let through as is."""
         if w.looped and w.conn is not None:
             w.note(hook, Priority.CONNTRACK, "nf_conntrack_in",
                    "looped back: the skb already has its entry, kept")
+            return True
+        if w.attached:
+            w.note(hook, Priority.CONNTRACK, "nf_conntrack_in",
+                   f"entry already attached ({w.ctinfo.name}): not looked up")
             return True
         res = nf_conntrack_in(self.table, w.pkt, hook, w.now, self.config.sysctls,
                               enabled=self.tracking, profile=self.config.profile)
@@ -250,11 +264,12 @@ class Gateway:
         w.note(hook, Priority.CONNTRACK, "nf_conntrack_in", f"{w.ctinfo.name}: {notes}")
         return res.verdict != "DROP"
 
-    def _filter_chain(self, w: _Walk, reg: Registration) -> bool:
+    def _filter_chain(self, w: _Walk, reg: Registration, choose: Chooser) -> bool:
         """One filter base chain (ipt_do_table / nft_do_chain), on the packet as it is now."""
         chain = reg.chain
         assert chain is not None
         outcome = evaluate(self.config.ruleset, chain, _rule_context(w))
+        _note_logged(w, reg.hook, chain.priority, outcome.logged)
         target = outcome.target
         where = outcome.describe()
         if isinstance(target, Drop | Reject):
@@ -262,9 +277,52 @@ class Gateway:
                    f"{where}: dropped" + ("; the unconfirmed entry vanishes"
                                           if w.conn is not None and not w.conn.confirmed
                                           else ""))
+            if isinstance(target, Reject):
+                self._send_reset(w, reg.hook, chain.priority, choose)
             return False
         w.note(reg.hook, chain.priority, f"{chain.table} {chain.name}", f"{where}: accept")
         return True
+
+    def _send_reset(self, w: _Walk, hook: Hook, prio: int, choose: Chooser) -> None:
+        """nf_send_reset(): build the reset (nat/reject.py), attach the rejected packet's entry
+        to it as RELATED_REPLY (RELATED for a reply-direction packet), move a confirmed TCP
+        entry to CLOSE (nf_ct_set_closing), and send the reset with ip_local_out: LOCAL_OUT
+        and POST_ROUTING, routed to the rejected packet's source. Only tcp-reset gets here
+        (nat.rules.modelled refuses the other answers)."""
+        why = no_reset_reason(w.pkt)
+        if why is not None:
+            w.note(hook, prio, "nf_send_reset", f"no reset: {why}")
+            return
+        rst = tcp_reset(w.pkt)
+        assert rst is not None
+        conn, ctinfo = w.conn, CtInfo.INVALID
+        attached = conn is not None and w.ctinfo not in (CtInfo.INVALID, CtInfo.UNTRACKED)
+        if conn is not None and attached:
+            ctinfo = CtInfo.RELATED if w.ctinfo.is_reply else CtInfo.RELATED_REPLY
+            conn = self._set_closing(w, hook, prio, conn)
+        sub = _Walk(rst, w.now, [], conn=conn if attached else None, ctinfo=ctinfo,
+                    attached=attached)
+        w.note(hook, prio, "nf_send_reset", f"reset built: {rst.summary()}")
+        verdict = self._walk_output(sub, choose)
+        w.answers.append(self._journey(sub, None, rst, verdict))
+
+    def _set_closing(self, w: _Walk, hook: Hook, prio: int, conn: Conn) -> Conn:
+        """nf_conntrack_tcp_set_closing(): a confirmed TCP entry goes to CLOSE with the CLOSE
+        timeout (unless already CLOSE or FIXED_TIMEOUT); an unconfirmed one is left alone."""
+        current = self.table.get(conn.id)
+        state = conn.proto_state
+        if current is None or not conn.confirmed or not isinstance(state, TcpConnState):
+            return conn
+        current_state = current.proto_state
+        if not isinstance(current_state, TcpConnState) or current_state.state is TcpState.CLOSE:
+            return current
+        closed = replace(current, proto_state=replace(current_state, state=TcpState.CLOSE))
+        if not closed.status & Status.FIXED_TIMEOUT:
+            closed = replace(closed, timeout=w.now + self.config.sysctls.tcp_timeout_close)
+        self.table.replace(closed)
+        w.note(hook, prio, "nf_ct_set_closing", f"entry {conn.id}: "
+               f"{current_state.state.name} -> CLOSE")
+        return closed
 
     def _nat_hook(self, w: _Walk, reg: Registration, choose: Chooser) -> bool:
         """The NAT core's callback; at LOCAL_OUT nf_nat_ipv4_local_fn re-routes when it
@@ -317,6 +375,7 @@ class Gateway:
             assert chain is not None
             w.passed.append(inner)
             outcome = evaluate(self.config.ruleset, chain, ctx)
+            _note_logged(w, hook, chain.priority, outcome.logged)
             target = outcome.target
             where = outcome.describe()
             if isinstance(target, Drop | Reject):
@@ -446,13 +505,28 @@ class Gateway:
             out_iface=w.out_dev.name if verdict in ("ACCEPT", UNRESOLVED) and w.out_dev
             else None,
             entry=entry,
+            answers=tuple(w.answers),
         )
 
 
+def _note_logged(w: _Walk, hook: Hook, prio: int, logged: tuple[Rule, ...]) -> None:
+    """LOG / log rules the packet matched: the kernel writes a log line and goes on."""
+    for rule in logged:
+        where = f"line {rule.lineno}: " if rule.lineno else ""
+        text = rule.source or rule.match.describe()
+        w.note(hook, prio, "nf_log_packet", f"logged by {where}{text}")
+
+
 def _rule_context(w: _Walk) -> RuleContext:
-    """What a rule sees of the packet: the packet, in/out devices, the ct state."""
+    """What a rule sees of the packet: the packet, in/out devices, the ct state and entry."""
+    ct = None
+    c = w.conn
+    if c is not None and w.ctinfo not in (CtInfo.INVALID, CtInfo.UNTRACKED):
+        ct = CtView(int(c.status), c.orig.proto, c.orig.src, c.orig.dst, c.orig.sport,
+                    c.orig.dport, c.reply.src, c.reply.dst, c.reply.sport, c.reply.dport,
+                    w.ctinfo.is_reply)
     return RuleContext(w.pkt, w.in_dev.name if w.in_dev else None,
-                       w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate)
+                       w.out_dev.name if w.out_dev else None, w.ctinfo.ctstate, ct)
 
 
 def _direction(ctinfo: CtInfo) -> Direction:

@@ -7,7 +7,8 @@ with `goto`, which does not push). Match semantics follow ip_packet_match() (add
 protocol, interfaces with `+` wildcards; a missing device compares as the empty name, as
 nft_meta_store_ifname() does), xt_tcpudp.c / nft_payload.c (no L4 header, e.g. a later
 fragment: port, flag and ICMP tests never match, negated or not), xt_conntrack.c / nft_ct.c
-(ct state).
+(ct state), xt_LOG.c / nft_log.c (LOG / log: the packet is written to the kernel log and
+the walk goes on; the outcome lists the rules that logged it).
 
 Outcomes only: a NAT target *decides* the chain (the kernel returns ACCEPT after
 nf_nat_setup_info); applying it is the NAT core's job (nat/nat_core.py, nat/pipeline.py).
@@ -31,6 +32,7 @@ from nat.rules.ast import (
     Target,
     iface_matches,
 )
+from nat.rules.ct_match import CT_STATUS_BITS, CtView
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class RuleContext:
     in_iface: str | None = None
     out_iface: str | None = None
     ctstate: str = "NEW"
+    ct: CtView | None = None    # the entry, for --ctstate SNAT/DNAT and the other ct tests
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class RuleOutcome:
     base: Chain
     trail: tuple[str, ...] = ()
     position: int = 0  # 1-based index of `rule` in `chain`; 0 for the policy
+    logged: tuple[Rule, ...] = ()  # LOG / log rules the packet matched on the way, in order
 
     @property
     def by_policy(self) -> bool:
@@ -92,23 +96,26 @@ def evaluate(ruleset: Ruleset, chain: Chain, ctx: RuleContext) -> RuleOutcome:
         raise EvalError(f"{chain.name} is not a base chain")
     stack: list[tuple[Chain, int]] = []
     trail: list[str] = []
+    logged: list[Rule] = []
     current, index = chain, 0
     for _ in range(MAX_STEPS):
         if index >= len(current.rules):
             if not stack:  # end of the base chain (or of a chain reached by goto from it)
-                return _policy(chain, trail)
+                return _policy(chain, trail, logged)
             current, index = stack.pop()
             continue
         rule = current.rules[index]
         index += 1
         if not matches(rule.match, ctx):
             continue
+        if rule.match.log:
+            logged.append(rule)   # nf_log_packet(): a line in the kernel log, nothing else
         target = rule.target
         if target is None:
             continue  # a rule without a verdict: counters only
         if isinstance(target, Return):
             if not stack:
-                return _policy(chain, trail)
+                return _policy(chain, trail, logged)
             current, index = stack.pop()
         elif isinstance(target, Jump | Goto):
             nxt = _find(ruleset, current.table, target.chain)
@@ -119,13 +126,13 @@ def evaluate(ruleset: Ruleset, chain: Chain, ctx: RuleContext) -> RuleOutcome:
             trail.append(nxt.name)
             current, index = nxt, 0
         else:
-            return RuleOutcome(target, rule, current, chain, tuple(trail), index)
+            return RuleOutcome(target, rule, current, chain, tuple(trail), index, tuple(logged))
     raise EvalError(f"no verdict after {MAX_STEPS} steps from {chain.name}: a goto loop?")
 
 
-def _policy(base: Chain, trail: list[str]) -> RuleOutcome:
+def _policy(base: Chain, trail: list[str], logged: list[Rule]) -> RuleOutcome:
     verdict: Target = Drop() if base.policy == "DROP" else Accept()
-    return RuleOutcome(verdict, None, base, base, tuple(trail))
+    return RuleOutcome(verdict, None, base, base, tuple(trail), 0, tuple(logged))
 
 
 def _find(ruleset: Ruleset, table: str, name: str) -> Chain:
@@ -145,13 +152,23 @@ def matches(m: Match, ctx: RuleContext) -> bool:
         return False
     if m.dst is not None and (ip.dst in m.dst) == m.dst_neg:
         return False
+    if m.src_range is not None and (m.src_range[0] <= ip.src <= m.src_range[1]) == m.src_neg:
+        return False
+    if m.dst_range is not None and (m.dst_range[0] <= ip.dst <= m.dst_range[1]) == m.dst_neg:
+        return False
     if m.in_iface is not None and iface_matches(m.in_iface, ctx.in_iface) == m.in_iface_neg:
         return False
     if m.out_iface is not None and \
             iface_matches(m.out_iface, ctx.out_iface) == m.out_iface_neg:
         return False
-    if m.ctstate is not None and (ctx.ctstate in m.ctstate) == m.ctstate_neg:
+    if m.ctstate is not None and bool(_states(ctx) & m.ctstate) == m.ctstate_neg:
         return False
+    if m.ct_tests:
+        if ctx.ct is None:
+            if not m.ct_tests_without_ct:
+                return False
+        elif not all(t.matches(ctx.ct) for t in m.ct_tests):
+            return False
     l4 = pkt.l4
     if m.sport is not None or m.dport is not None:
         if not isinstance(l4, TcpHeader | UdpHeader):
@@ -169,3 +186,15 @@ def matches(m: Match, ctx: RuleContext) -> bool:
         if m.icmp_code is not None and l4.code != m.icmp_code:
             return False
     return True
+
+
+def _states(ctx: RuleContext) -> set[str]:
+    """The state names the packet has: its ct state, and SNAT / DNAT when its entry has
+    SRC_NAT / DST_NAT (xt_conntrack adds these bits only when there is an entry)."""
+    states = {ctx.ctstate}
+    if ctx.ct is not None:
+        if ctx.ct.status & CT_STATUS_BITS["snat"]:
+            states.add("SNAT")
+        if ctx.ct.status & CT_STATUS_BITS["dnat"]:
+            states.add("DNAT")
+    return states

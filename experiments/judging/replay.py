@@ -252,6 +252,14 @@ def _replay(config: GatewayConfig, packets: list[WirePacket],
         if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
             run.sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
             order.append(observed_index if observed_index is not None else index)
+        for answer in journey.answers:
+            if answer.verdict == "ACCEPT" and answer.packet_out is not None and answer.out_iface:
+                data = answer.packet_out.to_bytes()
+                seen_at = _answer_out(packets, index, answer.out_iface, data, consumed)
+                if seen_at is not None:
+                    consumed.add(seen_at)
+                run.sent.append((index, answer.out_iface, data))
+                order.append(seen_at if seen_at is not None else index)
     for name, at in pending:
         snapshots.append((name, at, tuple(gateway.entries(at))))
     # In the kernel's capture order, so that outputs of packets in flight together line up
@@ -331,8 +339,8 @@ def _replay_local(run: _Run, index: int) -> bool:
     if not gateway.config.net.is_local(local.ip.src):
         # Not from one of the gateway's addresses: a forwarded packet the model did not
         # send (it dropped it, or delivered it locally). Left unexplained, so the comparison
-        # reports it as sent by the kernel and not by the model. (A tcp-reset from REJECT
-        # in FORWARD would also land here: the model does not build those.)
+        # reports it as sent by the kernel and not by the model. (REJECT's reset is not
+        # one: the model sends it as an answer to the rejected packet, in the main loop.)
         return False
     journey = run.note(gateway.send_local(local, wp.time,
                                           run.chooser(index, seen, get_tuple(local))))
@@ -356,6 +364,22 @@ def _replay_loopback(run: _Run, index: int) -> None:
         return
     local = _as_written(run.gateway, seen, wp.time, run.evidence)
     run.note(run.gateway.send_local(local, wp.time, run.chooser(index, seen, get_tuple(local))))
+
+
+def _answer_out(packets: list[WirePacket], index: int, iface: str, data: bytes,
+                consumed: set[int]) -> int | None:
+    """Where the kernel's copy of a packet the model's gateway sent in answer to the input at
+    `index` (REJECT's reset) was captured: the first unconsumed outgoing packet after it on
+    the same interface with the same addresses, protocol and ports (so that a reset the model
+    builds differently is still compared field by field, not reported as a stray packet)."""
+    want = data[12:20], data[9:10], data[20:24]
+    for j in range(index + 1, min(len(packets), index + 64)):
+        wp = packets[j]
+        if wp.direction != "out" or j in consumed or wp.iface != iface or len(wp.data) < 24:
+            continue
+        if wp.data == data or (wp.data[12:20], wp.data[9:10], wp.data[20:24]) == want:
+            return j
+    return None
 
 
 def _next_out(packets: list[WirePacket], index: int, pkt: Packet,

@@ -21,6 +21,8 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
 from nat.hooks import Hook, in_hook_order
+from nat.rules.ct_match import CtTest
+from nat.rules.ct_match import describe as describe_ct_test
 
 # ---------------------------------------------------------------------------------------------
 # Errors: one line each, naming the line of the input.
@@ -154,6 +156,8 @@ class TcpFlagsMatch:
 SYN_ONLY = TcpFlagsMatch(mask=0x17, comp=0x02)
 
 CTSTATES: frozenset[str] = frozenset({"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"})
+# --ctstate (not --state) also takes these: the entry has SRC_NAT / DST_NAT (xt_conntrack.c).
+CT_NAT_STATES: frozenset[str] = frozenset({"SNAT", "DNAT"})
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:
@@ -187,6 +191,15 @@ class Match:
     icmp_type: int | None = None
     icmp_code: int | None = None
     tcp_flags: TcpFlagsMatch | None = None
+    # nft `ip saddr < A`, `ip saddr A-B` ...: an inclusive address range (empty if lo > hi);
+    # negated by src_neg / dst_neg like src / dst (a rule has one or the other).
+    src_range: tuple[IPv4Address, IPv4Address] | None = None
+    dst_range: tuple[IPv4Address, IPv4Address] | None = None
+    log: bool = False     # LOG / log: a no-op for the model that the journey shows
+    # Tests on the entry itself (nat/rules/ct_match.py). With no entry they fail, except in
+    # an iptables conntrack match that also has --ctstate (xt_conntrack then stops early).
+    ct_tests: tuple[CtTest, ...] = ()
+    ct_tests_without_ct: bool = False
 
     def describe(self) -> str:
         """A short iptables-like text, for journeys."""
@@ -201,6 +214,10 @@ class Match:
             words.append(f"{neg(self.src_neg)}-s {self.src}")
         if self.dst is not None:
             words.append(f"{neg(self.dst_neg)}-d {self.dst}")
+        for flag, rng, is_neg in (("--src-range", self.src_range, self.src_neg),
+                                  ("--dst-range", self.dst_range, self.dst_neg)):
+            if rng is not None:
+                words.append(f"{neg(is_neg)}{flag} {rng[0]}-{rng[1]}")
         if self.in_iface is not None:
             words.append(f"{neg(self.in_iface_neg)}-i {self.in_iface}")
         if self.out_iface is not None:
@@ -217,6 +234,9 @@ class Match:
                          f"{self.tcp_flags.mask:#x} {self.tcp_flags.comp:#x}")
         if self.ctstate is not None:
             words.append(f"{neg(self.ctstate_neg)}--ctstate {','.join(sorted(self.ctstate))}")
+        words += [describe_ct_test(t) for t in self.ct_tests]
+        if self.log:
+            words.append("LOG")
         return " ".join(words)
 
 
@@ -250,6 +270,10 @@ REJECT_WITH: frozenset[str] = frozenset({
     "icmp-proto-unreachable", "icmp-net-prohibited", "icmp-host-prohibited",
     "icmp-admin-prohibited", "tcp-reset",
 })
+
+
+# The answers the model builds (nat/reject.py); the parsers refuse the others as unmodelled.
+MODELLED_REJECT: frozenset[str] = frozenset({"tcp-reset"})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ipaddress import IPv4Network
 
 from nat.hooks import IPTABLES_CHAIN_HOOK, Hook
 from nat.rules.ast import (
+    CT_NAT_STATES,
     CTSTATES,
     SYN_ONLY,
     Accept,
@@ -48,6 +49,17 @@ from nat.rules.common import (
     protocol_number,
     read_network,
 )
+from nat.rules.ct_match import (
+    XT_CTSTATUS,
+    CtAddrTest,
+    CtDirectionTest,
+    CtPortTest,
+    CtProtoTest,
+    CtStatusTest,
+    CtTest,
+    End,
+    Side,
+)
 from nat.rules.cursor import RuleCursor
 from nat.rules.xtables_names import (
     GENERIC_LONG_OPTIONS,
@@ -55,6 +67,7 @@ from nat.rules.xtables_names import (
     ICMP_CODE_NAMES,
     KNOWN_MODULES,
     KNOWN_TARGETS,
+    LOG_LEVELS,
     MATCH_PORTS,
     MODULE_OPTIONS,
     MULTIPORT_PROTOS,
@@ -90,6 +103,9 @@ class _Fields:
     icmp_type: int | None = None
     icmp_code: int | None = None
     tcp_flags: TcpFlagsMatch | None = None
+    log: bool = False
+    ct_tests: list[CtTest] = field(default_factory=list)
+    ct_state_in_conntrack: bool = False
 
 
 def parse_rule(words: list[str], *, table: str, chains: Collection[str], chain: str,
@@ -220,8 +236,11 @@ class _RuleParser(RuleCursor[str]):
         self.f.proto, self.f.proto_neg = proto, negate
 
     def addresses(self, opt: str) -> list[IPv4Network]:
+        return self.networks(self.value(opt))
+
+    def networks(self, word: str) -> list[IPv4Network]:
         nets = []
-        for part in self.value(opt).split(","):
+        for part in word.split(","):
             net = read_network(part)
             if net is None:
                 host = part.split("/")[0]
@@ -320,10 +339,14 @@ class _RuleParser(RuleCursor[str]):
         if module in ("conntrack", "state") and opt == ("--ctstate" if module == "conntrack"
                                                         else "--state"):
             self.once("ctstate", opt)
-            self.f.ctstate, self.f.ctstate_neg = self.ctstates(self.value(opt)), negate
+            self.f.ctstate = self.ctstates(self.value(opt), nat_states=module == "conntrack")
+            self.f.ctstate_neg = negate
+            self.f.ct_state_in_conntrack = module == "conntrack"
             return True
         if module == "conntrack" and opt.startswith("--ct"):
-            raise self.unsupported(f"conntrack match option {opt}")
+            self.once(opt, opt)
+            self.f.ct_tests.append(self.ct_test(opt, negate))
+            return True
         if module == "multiport":
             if opt in ("--sports", "--source-ports", "--dports", "--destination-ports"):
                 which = "sport" if opt in ("--sports", "--source-ports") else "dport"
@@ -381,16 +404,46 @@ class _RuleParser(RuleCursor[str]):
         self.f.icmp_type = int(type_s)
         self.f.icmp_code = int(code_s) if code_s else None
 
-    def ctstates(self, word: str) -> frozenset[str]:
+    def ctstates(self, word: str, *, nat_states: bool) -> frozenset[str]:
         states = set()
         for part in word.split(","):
             name = part.upper()
-            if name in ("SNAT", "DNAT"):
-                raise self.unsupported(f"ctstate {name}")
-            if name not in CTSTATES:
+            if name not in CTSTATES and not (nat_states and name in CT_NAT_STATES):
                 raise self.syntax(f"Bad ctstate {part!r}")
             states.add(name)
         return frozenset(states)
+
+    def ct_test(self, opt: str, negate: bool) -> CtTest:
+        """One of xt_conntrack's other options, as libxt_conntrack reads it."""
+        word = self.value(opt)
+        if opt == "--ctexpire":
+            raise self.unsupported("conntrack match option --ctexpire (it depends on the "
+                                   "moment the packet passes)")
+        if opt == "--ctstatus":
+            mask = 0
+            for part in word.split(","):
+                if part.upper() not in XT_CTSTATUS:
+                    raise self.syntax(f"Bad ctstatus {part!r}")
+                mask |= XT_CTSTATUS[part.upper()]
+            return CtStatusTest(mask, negate)
+        if opt == "--ctdir":
+            if word.upper() not in ("ORIGINAL", "REPLY"):
+                raise self.syntax(f"Unknown --ctdir {word!r}")
+            return CtDirectionTest(word.upper() == "REPLY", negate)
+        if opt == "--ctproto":
+            number = protocol_number(word)
+            if number is None or number == 0:
+                raise self.syntax(f"unknown protocol {word!r} for --ctproto")
+            return CtProtoTest(number, negate)
+        side: Side = "original" if opt.startswith("--ctorig") else "reply"
+        end: End = "src" if opt[len("--ctorig"):].startswith("src") else "dst"
+        if opt.endswith("port"):
+            rng = parse_port_range(word, MATCH_PORTS, self)
+            return CtPortTest(side, end, rng.lo, rng.hi, negate)
+        nets = self.networks(word)
+        if len(nets) != 1:
+            raise self.syntax(f"{opt} takes one address")
+        return CtAddrTest(side, end, nets[0], negate)
 
     # -- target options -------------------------------------------------------------------
     def target_option(self, opt: str, negate: bool) -> bool:
@@ -403,7 +456,8 @@ class _RuleParser(RuleCursor[str]):
         if opt in self.topts:
             raise self.syntax(f"{name}: option {opt!r} can only be used once")
         self.topts[opt] = self.value(opt) if opt in ("--reject-with", "--to-source",
-                                                     "--to-destination", "--to-ports") else True
+                                                     "--to-destination", "--to-ports",
+                                                     "--log-prefix", "--log-level") else True
         return True
 
     def target(self) -> Target | None:
@@ -420,6 +474,9 @@ class _RuleParser(RuleCursor[str]):
             return simple[name]
         if name == "REJECT":
             return self.reject()
+        if name == "LOG":
+            self.log()
+            return None
         if name in NAT_TARGET_NAMES:
             return self.nat_target(name)
         if name in KNOWN_TARGETS:
@@ -429,6 +486,16 @@ class _RuleParser(RuleCursor[str]):
         if name not in self.chains:
             raise self.syntax(f"Chain {name!r} does not exist")
         return Goto(name) if self.goto else Jump(name)
+
+    def log(self) -> None:
+        """-j LOG: checked as libxt_LOG checks it; the rule then only logs (no verdict)."""
+        if self.goto:
+            raise self.syntax("goto LOG is not a chain")
+        # A long --log-prefix is accepted as well (measured: 31 characters load).
+        level = str(self.topts.get("--log-level", "warning"))
+        if level.lower() not in LOG_LEVELS and not (level.isdigit() and int(level) <= 7):
+            raise self.syntax(f'log level "{level}" unknown')
+        self.f.log = True
 
     def reject(self) -> Reject:
         if self.table != "filter":
@@ -510,7 +577,9 @@ class _RuleParser(RuleCursor[str]):
                     in_iface=f.in_iface, in_iface_neg=f.in_iface_neg,
                     out_iface=f.out_iface, out_iface_neg=f.out_iface_neg,
                     ctstate=f.ctstate, ctstate_neg=f.ctstate_neg,
-                    icmp_type=f.icmp_type, icmp_code=f.icmp_code, tcp_flags=f.tcp_flags)
+                    icmp_type=f.icmp_type, icmp_code=f.icmp_code, tcp_flags=f.tcp_flags,
+                    log=f.log, ct_tests=tuple(f.ct_tests),
+                    ct_tests_without_ct=f.ct_state_in_conntrack and bool(f.ct_tests))
                 rules.append(Rule(match, target, source, self.lineno))
         return rules
 

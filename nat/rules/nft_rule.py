@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from ipaddress import IPv4Address
 from typing import Any
 
 from nat.rules.ast import (
@@ -49,6 +50,16 @@ from nat.rules.common import (
     read_network,
 )
 from nat.rules.common import TCP_FLAG_BITS as XT_TCP_FLAG_BITS
+from nat.rules.ct_match import (
+    CT_STATUS_BITS,
+    CtAddrTest,
+    CtDirectionTest,
+    CtPortTest,
+    CtStatusTest,
+    CtTest,
+    End,
+    Side,
+)
 from nat.rules.cursor import RuleCursor, Token
 
 # `tcp flags` names: xtables' ece is nft's ecn.
@@ -99,6 +110,37 @@ UNSUPPORTED_STATEMENTS = frozenset({
     "socket", "fib", "xfrm", "secmark", "set", "update", "th", "igmp", "vmap", "last",
     "connlimit", "inner", "gre", "vxlan", "geneve", "cgroupv2", "ipsec", "tunnel",
 })
+
+
+# What may follow `log`, and nft's level names (nft_log.c, nft's parser).
+LOG_KEYS = frozenset({"prefix", "level", "flags", "group", "snaplen", "queue-threshold"})
+NFT_LOG_LEVELS = frozenset({"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
+                            "audit"})
+LOG_FLAG_WORDS = frozenset({"tcp", "ip", "sequence", "options", "sequence,options", "skuid",
+                            "ether", "all"})
+
+# nft's ordering operators, in both spellings, as the symbol.
+ORDER_WORDS: dict[str, str] = {"<": "<", "lt": "<", "<=": "<=", "le": "<=",
+                               ">": ">", "gt": ">", ">=": ">=", "ge": ">="}
+
+
+def ordered_ports(op: str, port: int) -> PortMatch:
+    """`dport < 1024` and friends as a PortMatch; an empty set (`< 0`) matches nothing."""
+    lo, hi = {"<": (0, port - 1), "<=": (0, port), ">": (port + 1, 65535),
+              ">=": (port, 65535)}[op]
+    if lo > hi:
+        return PortMatch((PortRange(0, 65535),), True)
+    return PortMatch((PortRange(lo, hi),), False)
+
+
+def ordered_addresses(op: str, addr: IPv4Address) -> tuple[IPv4Address, IPv4Address]:
+    """`ip saddr < A` and friends as an inclusive range; lo > hi when it is empty."""
+    a = int(addr)
+    lo, hi = {"<": (0, a - 1), "<=": (0, a), ">": (a + 1, 2**32 - 1),
+              ">=": (a, 2**32 - 1)}[op]
+    if lo > hi:
+        return IPv4Address(1), IPv4Address(0)
+    return IPv4Address(lo), IPv4Address(hi)
 
 
 def parse_rule(toks: list[Token], *, family: str, lineno: int,
@@ -197,15 +239,25 @@ class _RuleParser(RuleCursor[Token]):
             return
         if w == "ct":
             key = self.word("a ct key")
-            if key != "state":
+            if key == "state":
+                self.ct_state()
+            elif key == "status":
+                self.ct_status()
+            elif key == "direction":
+                self.ct_direction()
+            elif key in ("original", "reply"):
+                self.ct_tuple(key)
+            else:
                 raise self.unsupported(f"ct {key}")
-            self.ct_state()
             return
         if w in ("accept", "drop", "return", "continue", "jump", "goto"):
             self.verdict(tok)
             return
         if w == "reject":
             self.reject(tok)
+            return
+        if w == "log":
+            self.log()
             return
         if w in ("snat", "dnat"):
             self.nat(tok)
@@ -219,7 +271,8 @@ class _RuleParser(RuleCursor[Token]):
 
     # -- relational pieces ----------------------------------------------------------------
     def op(self) -> bool:
-        """An optional relational operator; True for negation (`!=`, `!`, `ne`)."""
+        """An optional relational operator; True for negation (`!=`, `!`, `ne`). An ordering
+        (`<`, `le`, ...) is refused here: only ports and addresses take one (`order()`)."""
         t = self.peek().text
         if t in ("==", "eq"):
             self.next()
@@ -227,9 +280,17 @@ class _RuleParser(RuleCursor[Token]):
         if t in ("!=", "ne", "!"):
             self.next()
             return True
-        if t in ("<", ">", "<=", ">=", "lt", "gt", "le", "ge"):
-            raise self.unsupported(f"comparison {t!r}")
+        if t in ORDER_WORDS:
+            raise self.unsupported(f"comparison {t!r} here")
         return False
+
+    def order(self) -> str | None:
+        """An optional ordering operator (`<`, `lt`, `<=`, `le`, `>`, `gt`, `>=`, `ge`), as
+        `<`, `<=`, `>` or `>=`; None (nothing consumed) when the next word is not one."""
+        op = ORDER_WORDS.get(self.peek().text)
+        if op is not None:
+            self.next()
+        return op
 
     def no_set(self, what: str) -> None:
         if self.peek().kind == "{":
@@ -239,11 +300,25 @@ class _RuleParser(RuleCursor[Token]):
 
     def address(self, field_: str) -> None:
         self.once(f"ip {field_}")
-        neg = self.op()
+        order = self.order()
+        neg = False if order is not None else self.op()
         self.no_set(f"ip {field_}")
         text = self.word("an address")
-        if "-" in text:
-            raise self.unsupported(f"address range {text!r}")
+        rng: tuple[IPv4Address, IPv4Address] | None = None
+        if order is not None:
+            rng = ordered_addresses(order, self.one_address(text))
+        elif "-" in text:
+            lo_s, _, hi_s = text.partition("-")
+            lo, hi = self.one_address(lo_s), self.one_address(hi_s)
+            if lo > hi:   # nft: "Range has zero or negative size"
+                raise self.syntax(f"range {text!r} has zero or negative size")
+            rng = (lo, hi)
+        if rng is not None:
+            if field_ == "saddr":
+                self.set(src_range=rng, src_neg=neg)
+            else:
+                self.set(dst_range=rng, dst_neg=neg)
+            return
         net = read_network(text)
         if net is None:
             raise self.syntax(f"bad address {text!r}")
@@ -251,6 +326,12 @@ class _RuleParser(RuleCursor[Token]):
             self.set(src=net, src_neg=neg)
         else:
             self.set(dst=net, dst_neg=neg)
+
+    def one_address(self, text: str) -> IPv4Address:
+        try:
+            return IPv4Address(text)
+        except ValueError:
+            raise self.syntax(f"bad address {text!r}") from None
 
     def protocol(self, what: str) -> None:
         neg = self.op()
@@ -313,6 +394,12 @@ class _RuleParser(RuleCursor[Token]):
             raise self.unsupported(f"named set or variable {self.peek().text!r}")
         return (self.port_range(self.word("a port")),)
 
+    def one_port(self, text: str) -> int:
+        """A single port after an ordering operator (nft refuses a range or set there)."""
+        if not text.isdigit() or int(text) > 65535:
+            raise self.syntax(f"expected one port (0-65535) after a comparison, found {text!r}")
+        return int(text)
+
     def port_range(self, text: str) -> PortRange:
         return parse_port_range(text, MATCH_PORTS, self)
 
@@ -321,8 +408,12 @@ class _RuleParser(RuleCursor[Token]):
         if fld in ("sport", "dport"):
             self.set_proto(PROTO_NUMBERS[proto], False)
             self.once(fld)
-            neg = self.op()
-            pm = PortMatch(self.ports(), neg)
+            order = self.order()
+            if order is not None:
+                pm = ordered_ports(order, self.one_port(self.word("a port")))
+            else:
+                neg = self.op()
+                pm = PortMatch(self.ports(), neg)
             if fld == "sport":
                 self.set(sport=pm)
             else:
@@ -399,6 +490,70 @@ class _RuleParser(RuleCursor[Token]):
         else:
             self.set(icmp_code=value)
 
+    def names(self, what: str) -> list[str]:
+        """`a`, `a,b` or `{ a, b }`."""
+        names: list[str] = []
+        if self.peek().kind == "{":
+            self.next()
+            while True:
+                names.append(self.word(what))
+                sep = self.next()
+                if sep.kind == "}":
+                    return names
+                if sep.kind != ",":
+                    raise self.syntax(f"expected `,` or `}}` in a set, found {sep.text!r}")
+        names.append(self.word(what))
+        while self.peek().kind == ",":
+            self.next()
+            names.append(self.word(what))
+        return names
+
+    def add_ct_test(self, test: CtTest) -> None:
+        self.set(ct_tests=(*self.match.ct_tests, test))
+
+    def ct_status(self) -> None:
+        """`ct status dnat`, `ct status != snat`, `ct status assured,seen-reply`: any of the
+        bits (nft_ct.c reads ct->status; nft compiles a flag list to `& mask != 0`)."""
+        self.once("ct status")
+        neg = self.op()
+        mask = 0
+        for name in self.names("a ct status"):
+            if name not in CT_STATUS_BITS:
+                raise self.unsupported(f"ct status {name}")
+            mask |= CT_STATUS_BITS[name]
+        self.add_ct_test(CtStatusTest(mask, neg))
+
+    def ct_direction(self) -> None:
+        self.once("ct direction")
+        neg = self.op()
+        word = self.word("original or reply")
+        if word not in ("original", "reply"):
+            raise self.syntax(f"unknown ct direction {word!r}")
+        self.add_ct_test(CtDirectionTest(word == "reply", neg))
+
+    def ct_tuple(self, side: str) -> None:
+        """`ct original|reply [ip] saddr|daddr A` and `ct original|reply proto-src|proto-dst
+        P`: one field of one of the entry's tuples."""
+        key = self.word("a ct tuple field")
+        if key == "ip":
+            key = self.word("saddr or daddr")
+        if key not in ("saddr", "daddr", "proto-src", "proto-dst"):
+            raise self.unsupported(f"ct {side} {key}")
+        self.once(f"ct {side} {key}")
+        neg = self.op()
+        self.no_set(f"ct {side} {key}")
+        text = self.word("a value")
+        sd: Side = "original" if side == "original" else "reply"
+        end: End = "src" if key in ("saddr", "proto-src") else "dst"
+        if key.startswith("proto-"):
+            rng = self.port_range(text)
+            self.add_ct_test(CtPortTest(sd, end, rng.lo, rng.hi, neg))
+            return
+        net = read_network(text)
+        if net is None:
+            raise self.syntax(f"bad address {text!r}")
+        self.add_ct_test(CtAddrTest(sd, end, net, neg))
+
     def ct_state(self) -> None:
         self.once("ct state")
         neg = self.op()
@@ -438,6 +593,31 @@ class _RuleParser(RuleCursor[Token]):
             return
         name = self.word("a chain name")
         self.finish(tok, Jump(name) if tok.text == "jump" else Goto(name))
+
+    def log(self) -> None:
+        """`log [prefix "p"] [level l] [flags ...]` (nft_log.c): not terminal; the model
+        only notes it in the journey. `group` (nflog to user space) is refused."""
+        if self.match.log:
+            raise self.unsupported("two log statements in one rule")
+        while self.peek().text in LOG_KEYS:
+            key = self.next().text
+            if key in ("group", "snaplen", "queue-threshold"):
+                raise self.unsupported(f"log {key} (logging to user space through nflog)")
+            if key == "prefix":
+                tok = self.next()
+                if tok.kind not in ("string", "word"):
+                    raise self.syntax("expected a prefix after `log prefix`")
+                if len(tok.text) > 127:
+                    raise self.syntax("log prefix is longer than 127 characters")
+            elif key == "level":
+                level = self.word("a log level")
+                if level not in NFT_LOG_LEVELS:
+                    raise self.syntax(f"unknown log level {level!r}")
+            else:  # flags
+                self.word("log flags")
+                while self.peek().text in LOG_FLAG_WORDS or self.peek().kind == ",":
+                    self.next()
+        self.set(log=True)
 
     def reject(self, tok: Token) -> None:
         with_ = "icmp-port-unreachable"

@@ -25,7 +25,7 @@ KNOWN_MODULES: frozenset[str] = frozenset({
 # Targets iptables knows that the model does not evaluate.
 KNOWN_TARGETS: frozenset[str] = frozenset({
     "AUDIT", "CHECKSUM", "CLASSIFY", "CLUSTERIP", "CONNMARK", "CONNSECMARK", "CT", "DSCP",
-    "ECN", "HMARK", "IDLETIMER", "LED", "LOG", "MARK", "NETMAP", "NFLOG", "NFQUEUE",
+    "ECN", "HMARK", "IDLETIMER", "LED", "MARK", "NETMAP", "NFLOG", "NFQUEUE",
     "NOTRACK", "QUEUE", "RATEEST", "SECMARK", "SET", "SYNPROXY", "TCPMSS", "TCPOPTSTRIP",
     "TEE", "TOS", "TPROXY", "TRACE", "TTL", "ULOG",
 })
@@ -111,8 +111,16 @@ MODULE_OPTIONS: dict[str, frozenset[str]] = {
 }
 TARGET_OPTIONS: dict[str, frozenset[str]] = {
     "REJECT": frozenset({"--reject-with"}),
+    "LOG": frozenset({"--log-prefix", "--log-level", "--log-tcp-sequence", "--log-tcp-options",
+                      "--log-ip-options", "--log-uid", "--log-macdecode"}),
     "SNAT": frozenset({"--to-source", "--random", "--random-fully", "--persistent"}),
     "DNAT": frozenset({"--to-destination", "--random", "--persistent"}),
     "MASQUERADE": frozenset({"--to-ports", "--random", "--random-fully"}),
     "REDIRECT": frozenset({"--to-ports", "--random"}),
 }
+
+# --log-level names (libxt_LOG), besides the numbers 0-7.
+LOG_LEVELS: frozenset[str] = frozenset({
+    "emerg", "alert", "crit", "error", "err", "warning", "warn", "notice", "info", "debug",
+    "panic",
+})

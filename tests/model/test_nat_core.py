@@ -9,7 +9,7 @@ with a masqueraded one → null binding moves 45000 → 40792.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
@@ -26,9 +26,11 @@ from nat.nat_core import (
     PROTO_RANDOM_FULLY,
     PROTO_SPECIFIED,
     port_class,
+    seq_has_advanced,
 )
 from nat.nat_setup import get_unique_tuple, nf_nat_setup_info, null_binding
 from nat.profile import LINUX_6_1, LINUX_6_12, LINUX_LATEST, KernelProfile
+from nat.proto_tcp import TcpConnState, TcpPeer, after
 from nat.rules.ast import NatRange
 from nat.status import Status, TcpState
 from nat.tuple import Direction, Proto, Tuple, invert
@@ -442,10 +444,9 @@ def test_reverse_direction_race_is_not_a_collision_on_6_12(table: Space) -> None
     assert not old.contains(c.orig)
 
 
-@dataclass(frozen=True)
-class FakeTcp:
-    state: TcpState
-    extra: dict[str, int] = field(default_factory=dict)
+def tcp_state(state: TcpState, orig_end: int) -> TcpConnState:
+    """The TCP part of an entry whose originator's data ends at `orig_end` (seen[0].td_end)."""
+    return TcpConnState(state=state, seen=(TcpPeer(end=orig_end), TcpPeer()))
 
 
 def test_time_wait_entry_may_be_evicted_on_6_12_only(table: Space) -> None:
@@ -456,13 +457,13 @@ def test_time_wait_entry_may_be_evicted_on_6_12_only(table: Space) -> None:
     server = A("198.51.100.2")
     for port, client in ((1000, "192.0.2.2"), (1001, "192.0.2.3")):
         c = new_conn(client, 40000, str(server), 443, proto=Proto.TCP,
-                     proto_state=FakeTcp(TcpState.TIME_WAIT))
+                     proto_state=tcp_state(TcpState.TIME_WAIT, 5000))
         want = Tuple(Proto.TCP, WAN, server, port, 443)
         res = nf_nat_setup_info(c, rng, ManipType.SRC, table, NOW, LINUX_LATEST,
                                 choose=lambda ch, w=want: ch.adopt(w))  # type: ignore[misc]
         confirm(table, res.conn, life=120)
     syn = new_conn("192.0.2.4", 40000, str(server), 443, proto=Proto.TCP,
-                   proto_state=FakeTcp(TcpState.SYN_SENT))
+                   proto_state=tcp_state(TcpState.SYN_SENT, 9001))
     choice = get_unique_tuple(invert(syn.reply), rng, syn, ManipType.SRC, table, NOW,
                               LINUX_LATEST)
     both = [Tuple(Proto.TCP, WAN, server, p, 443) for p in (1000, 1001)]
@@ -594,3 +595,46 @@ def test_choice_basics() -> None:
         Choice.where(lambda p: p > 5, 1, "more than 5")
     with pytest.raises(ValueError, match="at least one"):
         Choice.among([])
+
+
+def _time_wait_holder_and_syn(table: Space, old_end: int, new_end: int) -> tuple[Conn, Conn]:
+    rng = masq(1000, 1000)
+    server = A("198.51.100.2")
+    c = new_conn("192.0.2.2", 40000, str(server), 443, proto=Proto.TCP,
+                 proto_state=tcp_state(TcpState.TIME_WAIT, old_end))
+    res = nf_nat_setup_info(c, rng, ManipType.SRC, table, NOW, LINUX_LATEST)
+    held = confirm(table, res.conn, life=120)
+    syn = new_conn("192.0.2.4", 40000, str(server), 443, proto=Proto.TCP,
+                   proto_state=tcp_state(TcpState.SYN_SENT, new_end))
+    return held, syn
+
+
+@pytest.mark.parametrize(("old_end", "new_end", "evicts"), [
+    (1000002, 11, False),               # masq-timewait-keep: the SYN's sequence is older
+    (1000002, 2000001, True),           # masq-timewait-evict: it has advanced
+    (1000002, 1000002, False),          # equal is not "advanced"
+    (0xFFFFFFF0, 5, True),              # 32-bit serial arithmetic: 5 comes after 0xFFFFFFF0
+    (5, 0x80000005, False),             # exactly half the space away counts as before
+])
+def test_eviction_needs_the_sequence_to_have_advanced(table: Space, old_end: int, new_end: int,
+                                                      evicts: bool) -> None:
+    """nf_seq_has_advanced(): (s32)(new.seen[0].td_end - old.seen[0].td_end) > 0."""
+    held, syn = _time_wait_holder_and_syn(table, old_end, new_end)
+    rng = masq(1000, 1000)
+    res = nf_nat_setup_info(syn, rng, ManipType.SRC, table, NOW, LINUX_LATEST)
+    assert res.choice is not None and res.choice.determined
+    assert res.evicted == ((held.id,) if evicts else ())
+    assert res.tuple_in_use is not evicts
+    assert res.choice.may_drop() is not evicts
+
+
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF))
+def test_seq_has_advanced_is_serial_after(old_end: int, new_end: int) -> None:
+    old = new_conn("192.0.2.2", 1, "198.51.100.2", 2, proto=Proto.TCP,
+                   proto_state=tcp_state(TcpState.TIME_WAIT, old_end))
+    new = new_conn("192.0.2.3", 1, "198.51.100.2", 2, proto=Proto.TCP,
+                   proto_state=tcp_state(TcpState.SYN_SENT, new_end))
+    diff = (new_end - old_end) & 0xFFFFFFFF
+    signed = diff - (1 << 32) if diff >= 1 << 31 else diff
+    assert seq_has_advanced(old, new) is (signed > 0)
+    assert seq_has_advanced(old, new) is after(new_end, old_end)

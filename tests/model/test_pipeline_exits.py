@@ -196,7 +196,8 @@ def test_time_wait_eviction_through_the_walk() -> None:
         assert choice.contains(live)
         return live
 
-    syn = craft.tcp(CLIENT3, 40000, SERVER, 443, craft.tcp_flags("S"), seq=7)
+    # seq 5000 lies after the old connections' last (102): nf_seq_has_advanced() allows it
+    syn = craft.tcp(CLIENT3, 40000, SERVER, 443, craft.tcp_flags("S"), seq=5000)
     j = gw.receive(syn, "lan0", 2.0, kernel_pick)
     assert j.verdict == "ACCEPT", j.render()
     evictions = [s for s in j.steps if s.function == "nf_nat_used_tuple_harder"]

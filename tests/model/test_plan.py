@@ -129,6 +129,15 @@ def test_raw_from_fields() -> None:
     assert a.dst == DESKTOP
 
 
+@pytest.mark.parametrize("window", [0, 1, 65535])
+def test_raw_tcp_window_is_sent_as_written(window: int) -> None:
+    """`window = 0` is a zero window, not "unset" (it used to become 64240)."""
+    a = _one({"action": "raw", "from": "laptop", "proto": "tcp", "dst": "desktop",
+              "sport": 1234, "dport": 80, "flags": "A", "window": window})
+    assert isinstance(a, RawPacket)
+    assert parse(a.data).tcp.window == window
+
+
 def test_raw_from_hex_keeps_the_parsed_packet() -> None:
     pkt = craft.udp(IPv4Address("10.9.9.9"), 5, DESKTOP, 6, b"x", ident=77)
     a = _one({"action": "raw", "from": "laptop", "hex": pkt.to_bytes().hex()})
