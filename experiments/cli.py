@@ -31,7 +31,7 @@ from experiments.campaign import in_order
 from experiments.ending import ENDING_SIGNALS, handle_ending_signals, signal_exit_status
 from experiments.errors import UserError
 from experiments.library import builtin_spec_paths, load_specs
-from experiments.model_config import check_rules
+from experiments.model_config import UnmodeledRules, check_rules
 from experiments.modelrun import run as model_run
 from experiments.preflight import check_output_folder, kernel_preflight, require_root
 from experiments.records import bundle as records
@@ -39,18 +39,21 @@ from experiments.records.show import console, json_line, model_json, run_json, r
 from experiments.spec import load_spec
 from experiments.terminal import literal
 
-# Exit statuses (also in `natlab --help`).
-OK, BUG, USAGE, NOT_CLEAN = 0, 1, 2, 3
+# Exit statuses (also in `natlab --help`, README.md and docs/exit-status.md).
+OK, BUG, USAGE, NOT_CLEAN, INFRA = 0, 1, 2, 3, 4
 
 _EPILOG = """\
-exit status: 0 ok; 1 a bug in natlab (with a traceback); 2 a problem you can fix (bad spec,
-unsupported rule, missing program, not root, a bundle refused, an output folder that cannot
-be written, a sysctl no network namespace has, `clean` of a run id this machine never had),
-told in one line; 3 finished, but the result is not clean (for `judge`: anything differing
-from the record, or a verdict not clean; leftovers for `clean`); 130 interrupted (Ctrl-C),
-143 SIGTERM, 129 SIGHUP: everything torn down first. `natlab run` with several specs runs
-them all even when one fails on the kernel (each failure is told in its own line): 2 if any
-could not be run, else 3 if any is not clean, else 0.
+exit status: 0 ok (MATCH, XFAIL or UNMODELED, and no expectation failed); 1 a bug in natlab
+(with a traceback); 2 a problem you can fix (bad spec, rules the kernel or the model's parser
+refuses, missing program, not root, a bundle refused, an output folder that cannot be
+written, a sysctl no network namespace has, `clean` of a run id this machine never had), told
+in one line; 3 finished, but the result is not clean (MISMATCH, XPASS, an expectation failed
+or a step did not complete; for `judge`: anything differing from the record, or a verdict not
+clean; leftovers for `clean`); 4 natlab's own machinery failed under a run (a helper died, a
+command natlab needs failed): verdict ERROR with its bundle, or one line when nothing could
+be recorded; 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: everything torn down first.
+`natlab run` with several specs (and -j N) runs them all even when one fails (each failure is
+told in its own line) and exits with the gravest: 4 if any, else 2, else 3, else 0.
 
 SPEC is a spec file, a directory of *.toml specs, or the name of a built-in spec
 (`natlab list` shows them). The spec format: docs/spec-format.md."""
@@ -132,6 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, spec in enumerate(specs):
         try:
             check_rules(spec)
+        except UnmodeledRules:      # runs on the kernel alone: verdict UNMODELED
+            pass
         except UserError as e:      # reported after the kernel had its say on the same rules
             model_problems[i] = e
     swept = _lazy("topologies.sweep", "sweep_before_run", "run")(results)
@@ -140,29 +145,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_spec = _lazy("experiments.session", "run_spec", "run")
     out = console()
 
-    def one(i: int) -> tuple[str, int]:
+    def one(i: int) -> tuple[str, int, bool]:
+        """(what to print, exit status, whether it is a recorded run)."""
         try:
             rec = run_spec(specs[i], results, model_problems.get(i))
         except UserError as e:      # this spec failed: told in one line, the others still run
-            return " ".join(str(e).split()), e.exit_status
+            return " ".join(str(e).split()), e.exit_status, False
         text = run_json(rec) if args.json else run_text(out, rec, args.verbose)
-        return text, OK if rec.clean else NOT_CLEAN
+        return text, run_status(rec.judgement.status, rec.clean), True
 
     statuses = []
-    for text, status in in_order(len(specs), args.jobs, one):
-        if status in (OK, NOT_CLEAN):
+    unrun = 0
+    for text, status, recorded in in_order(len(specs), args.jobs, one):
+        if recorded:
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
             sys.stdout.flush()
             error_line(text)
+            unrun += 1
         statuses.append(status)
-    failed = [s for s in statuses if s not in (OK, NOT_CLEAN)]
-    if failed and len(specs) > 1:
-        print(f"natlab: {len(failed)} of {len(specs)} specs could not be run", file=sys.stderr)
-    if failed:
-        return USAGE
-    return NOT_CLEAN if NOT_CLEAN in statuses else OK
+    if unrun and len(specs) > 1:
+        print(f"natlab: {unrun} of {len(specs)} specs could not be run", file=sys.stderr)
+    return gravest(statuses)
+
+
+def run_status(verdict: str, clean: bool) -> int:
+    """One recorded run's exit status: 4 for ERROR (natlab's machinery failed under it),
+    else 0 when clean, else 3."""
+    if verdict == "ERROR":
+        return INFRA
+    return OK if clean else NOT_CLEAN
+
+
+_GRAVITY = (INFRA, USAGE, NOT_CLEAN)
+
+
+def gravest(statuses: list[int]) -> int:
+    """The exit status of several runs (`natlab run A B`, `-j N`): the gravest of theirs,
+    4 (infrastructure) before 2 (could not be run) before 3 (not clean) before 0; any other
+    status (none is expected) counts as 2."""
+    for status in _GRAVITY:
+        if status in statuses:
+            return status
+    return USAGE if any(s != OK for s in statuses) else OK
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -241,9 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
             "whole, no partial one is left). First it sweeps what dead natlab runs left (said "
             "in one line on stderr), and refuses in one line, before anything is built, an "
             "--out that cannot be written and a sysctl no network namespace has. A spec that "
-            "fails on the kernel is told in its own line and the other specs still run. Exit "
-            "status: 0 when every spec is MATCH or XFAIL and no expectation fails; 2 when any "
-            "spec could not be run; else 3.",
+            "fails on the kernel is told in its own line and the other specs still run. Rules "
+            "the kernel takes but the model does not cover (see `natlab check --model`) run on "
+            "the kernel alone: verdict UNMODELED naming the construct, judged by [expect] "
+            "only. A step that does not complete (a send refused, a deadline passed) is a "
+            "warning and fails the expectation, unless the step says `unanswered = true`. A "
+            "failure of natlab's own machinery during the run (a helper died) gives verdict "
+            "ERROR. Exit status: 0 when every spec is MATCH, XFAIL or UNMODELED and no "
+            "expectation fails; 4 when any ended in ERROR or natlab's machinery failed; "
+            "else 2 when any spec could not be run; else 3.",
             cmd_run)
     specs(p)
     p.add_argument("--json", action="store_true",

@@ -17,6 +17,15 @@ class UserError(Exception):
     exit_status = 2
 
 
+class InfrastructureError(UserError):
+    """natlab's own machinery failed under a run (a helper process died, a command natlab
+    needs failed, a namespace vanished) before anything could be recorded: not the spec's
+    fault, so not exit status 2. Told in one line like a UserError, with exit status 4. (A
+    failure once the traffic has started is recorded instead: verdict ERROR, same status.)"""
+
+    exit_status = 4
+
+
 class NotRoot(UserError):
     """A kernel command was started without root."""
 

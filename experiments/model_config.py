@@ -13,10 +13,11 @@ from pathlib import Path
 
 from experiments.backends import BACKEND
 from experiments.spec import Spec, SpecError
+from nat.hook_table import ChainNotModelled
 from nat.netdev import Device, NetView, RouteEntry
 from nat.pipeline import GatewayConfig
 from nat.profile import LINUX_LATEST, KernelProfile, profile_for_release
-from nat.rules.ast import RuleError, Ruleset
+from nat.rules.ast import RuleError, Ruleset, UnsupportedRule
 from nat.rules.modelled import check_modelled
 from nat.sysctl import Sysctls
 from topologies.description import Topology
@@ -67,6 +68,12 @@ def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
     return backend.model_parser(nft_given)(text)
 
 
+class UnmodeledRules(SpecError):
+    """Rules the kernel takes but the model refuses (a match, target or chain outside its
+    scope). `natlab model` and `check --model` refuse the spec with it; `natlab run` runs the
+    spec on the kernel alone and reports UNMODELED."""
+
+
 def check_rules(spec: Spec) -> None:
     """Parse the gateway's rules as the model will (nft text for the nft backend when given,
     else the iptables-restore text); a construct the model does not support, or malformed
@@ -84,6 +91,8 @@ def check_rules(spec: Spec) -> None:
         prefix = f"line {e.lineno}:"
         if file_line is not None and message.startswith(prefix):
             message = f"line {e.lineno} (line {file_line} of the file):" + message[len(prefix):]
+        if isinstance(e, (UnsupportedRule, ChainNotModelled)):
+            raise UnmodeledRules(spec.path, field, message) from None
         raise SpecError(spec.path, field, message) from None
 
 

@@ -104,6 +104,9 @@ class Observed:
     received: tuple[Received, ...] = ()
     incomplete_steps: tuple[str, ...] = ()
     ruleset_fed: str | None = None                  # the gateway's rules exactly as loaded
+    # An infrastructure failure that cut the run short (a helper process died, a command
+    # natlab needs failed): what was recorded is not the whole run, and the verdict is ERROR.
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +117,7 @@ class Observed:
             "received": [r.to_json() for r in self.received],
             "incomplete_steps": list(self.incomplete_steps),
             "ruleset_fed": self.ruleset_fed,
+            "error": self.error,
         }
 
     @classmethod
@@ -127,4 +131,5 @@ class Observed:
             received=tuple(Received.from_json(r) for r in obj.get("received", [])),
             incomplete_steps=tuple(obj.get("incomplete_steps", [])),
             ruleset_fed=obj.get("ruleset_fed"),
+            error=obj.get("error"),
         )

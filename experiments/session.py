@@ -14,10 +14,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.errors import UserError
+from experiments.errors import InfrastructureError, UserError
 from experiments.judging.judgement import Judgement, judge_observed
 from experiments.kernel.bundle import write_bundle
-from experiments.kernel.run import Observation, observed_from, run_on_kernel
+from experiments.kernel.run import (
+    InfrastructureFailure,
+    Observation,
+    observed_from,
+    run_on_kernel,
+)
 from experiments.observed import Observed
 from experiments.records.bundle import documents
 from experiments.records.show import RunRecord
@@ -59,14 +64,19 @@ def workdir(out: str | None, name: str) -> Path:
 
 def run_and_judge(spec: Spec, files: Path, model_problem: UserError | None = None) -> Judged:
     """Run `spec` on the kernel (its captures go to `files`) and judge the run. A kernel-side
-    failure (a `KernelError`: a tool refused the rules, a program failed or timed out) is
-    something the user can act on: it becomes a UserError naming the spec (one line, exit
-    status 2). Anything else raised here is a bug in natlab and keeps its traceback.
-    `model_problem` (the model cannot read the rules) is raised after the kernel had its say
-    on the same rules."""
+    failure before the traffic (a `KernelError`: a tool refused the rules, a program failed
+    or timed out) is something the user can act on: it becomes a UserError naming the spec
+    (one line, exit status 2); natlab's own machinery failing there (`InfrastructureFailure`)
+    becomes an InfrastructureError (exit status 4). A failure during the traffic is in the
+    observation (`error`), and the judgement says ERROR. Anything else raised here is a bug
+    in natlab and keeps its traceback. `model_problem` (the model cannot read the rules'
+    syntax) is raised after the kernel had its say on the same rules; rules the model merely
+    does not cover are judged UNMODELED instead."""
     start = time.perf_counter()
     try:
         obs = run_on_kernel(spec, workdir=files)
+    except InfrastructureFailure as e:
+        raise InfrastructureError(f"{spec.path}: {e}") from None
     except (KernelError, UserError) as e:
         raise UserError(f"{spec.path}: {e}") from None
     kernel_seconds = time.perf_counter() - start

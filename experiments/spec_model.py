@@ -48,6 +48,9 @@ class _FlowStep(_Model):
     listen: bool = True
     server: str | None = None
     server_port: Port | None = None
+    # The answer this step waits for is dropped on purpose (a filter, an unanswered SYN):
+    # its deadline passing is the expected outcome, a note rather than a warning.
+    unanswered: bool = False
 
     @property
     def listen_port(self) -> int:
@@ -86,6 +89,7 @@ class PingStep(_Model):
     id: U16
     count: int = Field(default=1, ge=1, le=10_000)
     interval: float = Field(default=0.2, ge=0, le=60)
+    unanswered: bool = False        # as for UDP and TCP steps: no answer is expected
 
 
 class RawStep(_Model):

@@ -18,8 +18,10 @@ from nat.entry import Entry
 from nat.listing import render
 from nat.packet import MalformedPacket, Packet, parse
 
-Verdict = Literal["MATCH", "MISMATCH", "XFAIL", "XPASS", "ERROR"]
-"""A run's verdict (named apart from nat.status.Status, the conntrack IPS_* bits)."""
+Verdict = Literal["MATCH", "MISMATCH", "XFAIL", "XPASS", "UNMODELED", "ERROR"]
+"""A run's verdict (named apart from nat.status.Status, the conntrack IPS_* bits). UNMODELED: the
+kernel ran the spec but the model refuses one of its constructs, so nothing was compared.
+ERROR: the run itself failed part-way (a helper died, a command natlab needs failed)."""
 
 # `conntrack -L` shows floor(remaining); the snapshot is taken a little after the model's
 # snapshot time and the kernel's jiffies tick at HZ: allow 2 s below and 1 s above.
@@ -148,10 +150,16 @@ def _l4_diffs(where: str, k: Packet, m: Packet) -> list[Diff]:
             for f in fields(k.l4) if getattr(k.l4, f.name) != getattr(m.l4, f.name)]
 
 
-def verdict(diffs: list[Diff], xfail: str | None, error: str | None = None) -> Verdict:
-    """MATCH / MISMATCH; XFAIL when a declared divergence shows; XPASS when it does not."""
+def verdict(diffs: list[Diff], xfail: str | None, error: str | None = None,
+            unmodeled: str | None = None) -> Verdict:
+    """MATCH / MISMATCH; XFAIL when a declared divergence shows; XPASS when it does not.
+    An infrastructure failure (`error`) outranks everything, since what was recorded is not
+    the whole run; a construct outside the model (`unmodeled`) outranks the comparison, since
+    there was none."""
     if error is not None:
         return "ERROR"
+    if unmodeled is not None:
+        return "UNMODELED"
     if xfail is not None:
         return "XFAIL" if diffs else "XPASS"
     return "MISMATCH" if diffs else "MATCH"

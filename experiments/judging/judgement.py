@@ -7,6 +7,7 @@ anywhere, without root.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,13 @@ from experiments.model_config import model_config
 from experiments.observed import FINAL, Observed, Received
 from experiments.spec import Spec
 from nat.entry import Entry
+from nat.hook_table import ChainNotModelled
 from nat.listing import parse_pattern
+from nat.rules.ast import UnsupportedRule
 from nat.tuple import Tuple
+
+NO_PREDICTION = Prediction((), (), (), (), ())
+"""What an UNMODELED run predicts: nothing (the model refused the rules)."""
 
 
 @dataclass(frozen=True)
@@ -47,16 +53,27 @@ class Judgement:
     model_conntrack: tuple[Entry, ...]      # the model's table at the end
     xfail: str | None = None
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())   # steps that failed: the run is not whole
+    unmodeled: str | None = None                    # the construct the model refused
+    error: str | None = None                        # the infrastructure failure, if any
 
     @property
     def clean(self) -> bool:
-        return self.status in ("MATCH", "XFAIL") and self.expect.status != "FAIL"
+        """Exit status 0: MATCH or XFAIL, or UNMODELED (nothing to compare: the expectation
+        is the only judge), with no expectation failing."""
+        return (self.status in ("MATCH", "XFAIL", "UNMODELED")
+                and self.expect.status != "FAIL")
 
     def render(self) -> str:
         lines = [f"{self.name}: {self.status}  (expect: {self.expect.status})"]
         lines += [f"  {d.where}: {d.field}: kernel {d.kernel} | model {d.model}"
                   for d in self.diffs]
         lines += [f"  expect: {f}" for f in self.expect.failures]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        if self.unmodeled:
+            lines.append(f"  unmodeled: {self.unmodeled} (kernel only: nothing compared)")
+        lines += [f"  warning: {w}" for w in self.warnings]
         if self.xfail:
             lines.append(f"  known divergence: {self.xfail}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -64,13 +81,19 @@ class Judgement:
 
 
 def judge_observed(spec: Spec, observed: Observed) -> Judgement:
-    """Replay the captured input through the model and compare everything.
+    """Replay the captured input through the model and compare everything. Rules the model
+    refuses (a construct outside its scope) give UNMODELED: the kernel's run stands alone and
+    only [expect] judges it. A recorded infrastructure failure gives ERROR.
 
     Where the kernel's pick among allowed outcomes shows neither on the wire nor in its
     table, the picks the model allows are tried (`experiments.judging.picks`): the verdict
     is MATCH when one of them agrees with everything observed."""
-    config = model_config(spec, observed.kernel_release, observed.sysctls,
-                          observed.ruleset_fed)
+    warnings, notes = step_warnings(spec, observed.incomplete_steps)
+    try:
+        config = model_config(spec, observed.kernel_release, observed.sysctls,
+                              observed.ruleset_fed)
+    except (UnsupportedRule, ChainNotModelled) as e:
+        return _unmodeled(spec, observed, str(e), warnings, notes)
     times = [(s.name, s.time) for s in observed.snapshots]
     evidence = tuple((s.time, tuple(s.entries())) for s in observed.snapshots)
     packets = list(observed.packets)
@@ -90,18 +113,19 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
     final_kernel = next((s.entries() for s in observed.snapshots if s.name == FINAL), [])
     final_model = model_by_name.get(FINAL, []) if any(
         s.name == FINAL for s in observed.snapshots) else []
-    notes = tuple(f"step did not complete: {s}" for s in observed.incomplete_steps)
     notes += tuple(_unseen_note(c) for c in prediction.choices if c.source in (UNSEEN, FORCED))
     return Judgement(
         name=spec.name,
-        status=verdict(diffs, spec.xfail),
+        status=verdict(diffs, spec.xfail, observed.error),
         diffs=tuple(diffs),
-        expect=check_expect(spec, final_kernel, observed.received),
+        expect=_with_warnings(check_expect(spec, final_kernel, observed.received), warnings),
         prediction=prediction,
         kernel_conntrack=tuple(final_kernel),
         model_conntrack=tuple(final_model),
         xfail=spec.xfail,
         notes=notes,
+        warnings=warnings,
+        error=observed.error,
     )
 
 
@@ -128,6 +152,57 @@ def _unseen_note(c: ChoiceRecord) -> str:
     return (f"choice at packet #{c.packet_index + 1} ({c.manip}): the kernel's pick shows "
             f"neither on the wire nor in its table; followed {how}: {c.chosen} "
             f"(allowed: {c.allowed})")
+
+
+def _unmodeled(spec: Spec, observed: Observed, construct: str, warnings: tuple[str, ...],
+               notes: tuple[str, ...]) -> Judgement:
+    """The kernel's run judged by [expect] alone: the model refused `construct`."""
+    final = next((s.entries() for s in observed.snapshots if s.name == FINAL), [])
+    return Judgement(
+        name=spec.name,
+        status=verdict([], spec.xfail, observed.error, construct),
+        diffs=(),
+        expect=_with_warnings(check_expect(spec, final, observed.received), warnings),
+        prediction=NO_PREDICTION,
+        kernel_conntrack=tuple(final),
+        model_conntrack=(),
+        xfail=spec.xfail,
+        notes=notes,
+        warnings=warnings,
+        unmodeled=construct,
+        error=observed.error,
+    )
+
+
+_STEP_NUMBER = re.compile(r"#(\d+) ")
+
+
+def step_warnings(spec: Spec, incomplete: tuple[str, ...]) -> tuple[tuple[str, ...],
+                                                                     tuple[str, ...]]:
+    """(warnings, notes) for the steps that did not complete (`#N action: detail`, N counted
+    from 1). A step the spec marks `unanswered = true` is expected to wait in vain (its
+    answer is dropped on purpose): its passed deadline is only a note. Everything else (a
+    send that failed, a deadline passed where an answer was due) is a warning."""
+    warnings, notes = [], []
+    for text in incomplete:
+        m = _STEP_NUMBER.match(text)
+        n = int(m.group(1)) - 1 if m else -1
+        step = spec.steps[n] if 0 <= n < len(spec.steps) else None   # sleeps never fail
+        on_purpose = (getattr(step, "unanswered", False) is True
+                      and "failed" not in text.split(":", 1)[-1])
+        if on_purpose:
+            notes.append(f"step left unanswered, as the spec says: {text}")
+        else:
+            warnings.append(f"step did not complete: {text}")
+    return tuple(warnings), tuple(notes)
+
+
+def _with_warnings(result: ExpectResult, warnings: tuple[str, ...]) -> ExpectResult:
+    """A failed step fails the expectation too: a run that did not happen as written cannot
+    pass, with or without [expect]."""
+    if not warnings:
+        return result
+    return ExpectResult("FAIL", result.failures + warnings)
 
 
 def check_expect(spec: Spec, kernel: list[Entry],

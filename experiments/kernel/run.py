@@ -16,13 +16,20 @@ The order matters and is the same for every run:
 
 Everything started is registered for teardown before it is started (an ExitStack), so an
 error or Ctrl-C at any point leaves nothing behind.
+
+Failures are told apart by when they happen. Until the rules are in, a `KernelError` is the
+spec's (a tool refused its rules or sysctls). From the capture on, a failure is natlab's own
+machinery: the capture, the event log or an agent that does not start is an
+`InfrastructureFailure` (no run to record); a step or snapshot whose helper died or whose
+command failed ends the traffic there, and the run is still recorded, with `error` set (the
+verdict is ERROR).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,11 +45,32 @@ from experiments.kernel.rules import (
 from experiments.kernel.traffic import Delivered, StepResult, Traffic
 from experiments.kernel.versions import Versions, collect_versions
 from experiments.observed import FINAL, Observed, Received, Snapshot, WirePacket
-from experiments.plan import plan
+from experiments.plan import Action, plan
 from experiments.spec import Spec
 from nat.entry import Entry
-from topologies.hostexec import HostHandle
+from topologies.hostexec import HostHandle, KernelError
 from topologies.mininet_net import running
+
+
+class InfrastructureFailure(KernelError):
+    """natlab's own machinery failed before the run could start (the capture, the conntrack
+    event log, a traffic agent): not the spec's fault, and nothing to record."""
+
+
+BeforeStep = Callable[[int, Traffic], None]
+_BEFORE_STEP: list[BeforeStep] = []
+
+
+@contextmanager
+def before_each_step(hook: BeforeStep) -> Iterator[None]:
+    """Tests only (no spec text reaches it): call `hook(index, traffic)` before each step of
+    the runs made inside the `with`, to inject a real failure (kill an agent) and check that
+    the run says ERROR rather than looking clean."""
+    _BEFORE_STEP.append(hook)
+    try:
+        yield
+    finally:
+        _BEFORE_STEP.remove(hook)
 
 
 @dataclass(frozen=True)
@@ -70,6 +98,7 @@ class Observation:
     event_log: Path                                # conntrack -E output as printed
     capture_dropped: int | None                    # tcpdump's "dropped by kernel"
     timing: dict[str, float] = field(default_factory=dict)   # setup / traffic / teardown
+    error: str | None = None                       # the failure that cut the traffic short
 
     @property
     def final_conntrack_lines(self) -> list[str]:
@@ -135,13 +164,16 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         set_sysctls(gw, spec.sysctls)
         sysctls = record_sysctls(gw, spec.sysctls.keys())
 
-        capture = Capture(gw, workdir / "gateway.pcap")
-        stack.callback(capture.stop)
-        capture.start()
-        events = EventLog(gw, workdir / "conntrack-events.txt")
-        stack.callback(events.stop)
-        events.start()
-        traffic = stack.enter_context(Traffic(net.hosts, topo))
+        try:
+            capture = Capture(gw, workdir / "gateway.pcap")
+            stack.callback(capture.stop)
+            capture.start()
+            events = EventLog(gw, workdir / "conntrack-events.txt")
+            stack.callback(events.stop)
+            events.start()
+            traffic = stack.enter_context(Traffic(net.hosts, topo))
+        except KernelError as e:
+            raise InfrastructureFailure.of(e) from None
         t0 = traffic.t0 = time.time()
         timing["setup"] = time.monotonic() - began
 
@@ -158,9 +190,12 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
                               f"{len(snap.lines)} entries")
 
         traffic_began = time.monotonic()
-        results = [traffic.run_step(index, action, raw_seen, checkpoint)
-                   for index, action in enumerate(actions)]
-        final = _snapshot(gw, FINAL, t0)
+        results, error = _run_steps(traffic, actions, raw_seen, checkpoint)
+        try:
+            final = _snapshot(gw, FINAL, t0)
+        except KernelError as e:
+            error = error or f"the final conntrack table could not be read: {e}"
+            final = Snapshot(FINAL, time.time() - t0, ())
         timing["traffic"] = time.monotonic() - traffic_began
 
         stopping = time.monotonic()
@@ -199,7 +234,27 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         event_log=events.path,
         capture_dropped=dropped,
         timing=timing,
+        error=error,
     )
+
+
+def _run_steps(traffic: Traffic, actions: tuple[Action, ...],
+               raw_seen: Callable[[bytes], bool],
+               checkpoint: Callable[[int, str], StepResult]
+               ) -> tuple[list[StepResult], str | None]:
+    """The plan's steps in order, until one fails for want of natlab's machinery (an agent
+    died, a command natlab needs failed): then the rest are not run and the failure is
+    returned, to be recorded (a step that merely did not complete is in its StepResult)."""
+    results: list[StepResult] = []
+    for index, action in enumerate(actions):
+        try:
+            for hook in tuple(_BEFORE_STEP):
+                hook(index, traffic)
+            results.append(traffic.run_step(index, action, raw_seen, checkpoint))
+        except KernelError as e:
+            left = len(actions) - index - 1
+            return results, (f"step #{index + 1} failed, {left} later step(s) not run: {e}")
+    return results, None
 
 
 def observed_from(obs: Observation) -> Observed:
@@ -213,4 +268,5 @@ def observed_from(obs: Observation) -> Observed:
         incomplete_steps=tuple(f"#{s.index + 1} {s.action}: {s.detail}"
                                for s in obs.steps if not s.completed),
         ruleset_fed=obs.ruleset.fed if obs.ruleset.fed.strip() else None,
+        error=obs.error,
     )

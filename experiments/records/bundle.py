@@ -28,7 +28,9 @@ from experiments.records.safe_read import (
     read_json,
 )
 from experiments.spec import Spec, SpecError, spec_from_bytes
+from nat.hook_table import ChainNotModelled
 from nat.listing import render
+from nat.rules.ast import UnsupportedRule
 
 
 def documents(j: Judgement) -> dict[str, dict[str, Any]]:
@@ -49,7 +51,8 @@ def prediction_json(j: Judgement) -> dict[str, Any]:
 def verdict_json(j: Judgement) -> dict[str, Any]:
     return {"name": j.name, "verdict": j.status, "diffs": [d.to_json() for d in j.diffs],
             "expect": {"status": j.expect.status, "failures": list(j.expect.failures)},
-            "xfail": j.xfail, "notes": list(j.notes)}
+            "xfail": j.xfail, "notes": list(j.notes), "warnings": list(j.warnings),
+            "unmodeled": j.unmodeled, "error": j.error}
 
 
 def load_observed(bundle: Path) -> tuple[Spec, Observed, dict[str, Any]]:
@@ -82,6 +85,8 @@ def load_observed(bundle: Path) -> tuple[Spec, Observed, dict[str, Any]]:
         os.close(dir_fd)
     try:
         model_ruleset(spec, observed.ruleset_fed)
+    except (UnsupportedRule, ChainNotModelled):
+        pass        # valid rules outside the model: the judgement says UNMODELED
     except ValueError as e:
         file, field = (("observed.json", "ruleset_fed") if observed.ruleset_fed is not None
                        else ("spec.toml", "nft" if spec.nft is not None else "rules"))
@@ -92,7 +97,8 @@ def load_observed(bundle: Path) -> tuple[Spec, Observed, dict[str, Any]]:
 # The verdict document's parts, in the order `natlab judge` reports a difference.
 _PARTS = (("name", "name"), ("verdict", "verdict"), ("diffs", "diffs"),
           ("expect.status", "expectation status"), ("expect.failures", "expectation failures"),
-          ("xfail", "xfail"), ("notes", "notes"))
+          ("xfail", "xfail"), ("notes", "notes"), ("warnings", "warnings"),
+          ("unmodeled", "unmodeled construct"), ("error", "error"))
 
 
 def _part(document: dict[str, Any], dotted: str) -> Any:

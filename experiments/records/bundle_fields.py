@@ -172,6 +172,7 @@ def observed(bundle: Path, doc: Any, wire: tuple[WirePacket, ...]) -> Observed:
                          lambda v, w: _received(f, v, w)),
         incomplete_steps=f.texts(obj.get("incomplete_steps", []), "incomplete_steps"),
         ruleset_fed=f.opt_text(obj.get("ruleset_fed"), "ruleset_fed"),
+        error=f.opt_text(obj.get("error"), "error"),
     )
 
 
@@ -219,4 +220,12 @@ def recorded_verdict(bundle: Path, doc: Any) -> dict[str, Any]:
     f.texts(f.key(expect, "failures", "expect"), "expect.failures")
     f.opt_text(f.key(obj, "xfail", ""), "xfail")
     f.texts(f.key(obj, "notes", ""), "notes")
+    # Parts written since runs tell the truth (a failed step, a construct outside the model,
+    # an infrastructure failure); older bundles lack them, which meant "none".
+    obj.setdefault("warnings", [])
+    f.texts(obj["warnings"], "warnings")
+    obj.setdefault("unmodeled", None)
+    f.opt_text(obj["unmodeled"], "unmodeled")
+    obj.setdefault("error", None)
+    f.opt_text(obj["error"], "error")
     return obj

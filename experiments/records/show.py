@@ -23,7 +23,7 @@ from experiments.spec import Spec
 from experiments.terminal import literal
 from nat.listing import render
 
-VERDICT_STYLE = {"MATCH": "bold green", "XFAIL": "bold yellow"}
+VERDICT_STYLE = {"MATCH": "bold green", "XFAIL": "bold yellow", "UNMODELED": "bold yellow"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ def run_json(rec: RunRecord) -> str:
         "expect": {"status": j.expect.status, "failures": list(j.expect.failures)},
         "diffs": [d.to_json() for d in j.diffs],
         "xfail": spec.xfail,
+        "warnings": list(j.warnings), "unmodeled": j.unmodeled, "error": j.error,
+        "notes": list(j.notes),
         "kernel": {
             "conntrack": list(rec.final.lines),
             "checkpoints": {s.name: list(s.lines) for s in rec.checkpoints},
@@ -86,8 +88,11 @@ def run_text(out: Console, rec: RunRecord, verbose: bool) -> str:
         for snap in rec.checkpoints:
             out.print(conntrack_table(snap.entries(),
                                       f"kernel: conntrack at checkpoint {snap.name!r}"))
-        out.print(side_by_side(j.kernel_conntrack, j.model_conntrack,
-                               list(j.diffs)))
+        if j.unmodeled is not None:     # no model side to show: the model refused the rules
+            out.print(conntrack_table(j.kernel_conntrack,
+                                      "kernel: conntrack at the end (kernel only)"))
+        else:
+            out.print(side_by_side(j.kernel_conntrack, j.model_conntrack, list(j.diffs)))
         out.print(received_table(rec.received, "kernel: received by the hosts"))
         if verbose:
             for journey in j.prediction.journeys:
@@ -95,6 +100,10 @@ def run_text(out: Console, rec: RunRecord, verbose: bool) -> str:
         style = VERDICT_STYLE.get(j.status, "bold red")
         out.print(f"[{style}]{literal(j.status)}[/{style}]  expect: {literal(j.expect.status)}")
         lines = [f"  expect: {failure}" for failure in j.expect.failures]
+        lines += [f"  error: {j.error}"] if j.error else []
+        lines += ([f"  unmodeled: {j.unmodeled} (kernel only: nothing compared)"]
+                  if j.unmodeled else [])
+        lines += [f"  warning: {w}" for w in j.warnings]
         lines += [f"  known divergence: {j.xfail}"] if j.xfail else []
         lines += [f"  note: {note}" for note in j.notes] + [f"bundle: {rec.bundle}"]
         for line in lines:

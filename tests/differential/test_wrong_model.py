@@ -52,9 +52,13 @@ def _kernel_out(name: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", ["masquerade-clash", "udp-stream-assured", "seed-dnat-udp",
                                   "seed-snat-tcp"])
 def test_the_unbroken_model_matches(name: str) -> None:
-    """The control: every bundle below is MATCH with the model as it is."""
+    """The control: every bundle below is MATCH with the model as it is. (udp-stream-assured's
+    recorded run had a step that did not complete, a warning since runs tell the truth: its
+    expectation re-judges FAIL, so `natlab judge` says CHANGED, with the verdict still MATCH;
+    tests/model/test_golden_bundles.py pins that.)"""
     j, status = _rejudge(name)
-    assert (j.status, status) == ("MATCH", "MATCH"), j.render()
+    assert j.status == "MATCH" and j.diffs == (), j.render()
+    assert status == ("CHANGED" if name == "udp-stream-assured" else "MATCH")
 
 
 def test_wrong_port_class(monkeypatch: pytest.MonkeyPatch) -> None:

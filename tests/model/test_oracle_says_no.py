@@ -476,11 +476,14 @@ def test_natlab_judge_says_mismatch(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert capsys.readouterr().out.startswith("seed-dnat-udp: MISMATCH")
 
 
-def test_incomplete_steps_are_noted() -> None:
+def test_incomplete_steps_are_warnings_that_fail_the_expectation() -> None:
     spec, observed = _load("seed-dnat-udp")
-    j = judge_observed(spec, replace(observed, incomplete_steps=("udp desktop -> laptop",)))
-    assert j.notes == ("step did not complete: udp desktop -> laptop",)
-    assert "note: step did not complete: udp desktop -> laptop" in j.render()
+    step = "#1 udp: send failed: 99 Cannot assign requested address"
+    j = judge_observed(spec, replace(observed, incomplete_steps=(step,)))
+    assert j.warnings == (f"step did not complete: {step}",)
+    assert j.expect.status == "FAIL" and j.expect.failures[-1] == j.warnings[0]
+    assert j.status == "MATCH" and not j.clean
+    assert f"warning: step did not complete: {step}" in j.render()
 
 
 def test_render_lists_diffs_and_failures() -> None:
