@@ -13,8 +13,9 @@ Pattern words, in `conntrack -L` order (each optional):
     dport= [ASSURED] mark= zone= use=
 
 A value is a literal, `*` (anything) or `$NAME` (a capture: the first use takes the seen
-value, later uses must equal it). The first group of tuple keys (src, dst, sport, dport,
-type, code, id) is the original direction; a key seen again, or `[UNREPLIED]`, starts the
+value, later uses must equal it). The tuple keys come in `conntrack -L` order (src, dst,
+sport, dport; type, code, id for icmp), once per direction: the first group is the original
+direction, and a key that does not come after the previous one (or `[UNREPLIED]`) starts the
 reply group. `[ASSURED]` / `[UNREPLIED]` require the flag; `![ASSURED]` / `![UNREPLIED]`
 require its absence; a flag not written is not compared.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import AddressValueError, IPv4Address
 
 from nat.entry import Entry
@@ -66,6 +67,7 @@ class Miss:
     field: str
     wanted: str
     seen: str
+    depth: int = 0      # how many fields fitted before this one (the nearest miss is deepest)
 
     def __str__(self) -> str:
         return f"{self.field} is {self.seen}, not {self.wanted}"
@@ -130,7 +132,20 @@ class EntryPattern:
     def match(self, entry: Entry, env: Env,
               timeout: tuple[int, int] | None = None) -> dict[str, Value] | Miss:
         """The captures `env` extended by this entry's values, or the first field that does
-        not fit."""
+        not fit (with how many fitted before it)."""
+        got = self._match(entry, env, timeout)
+        if isinstance(got, Miss):
+            order = self._order()
+            return replace(got, depth=order.index(got.field) if got.field in order else 0)
+        return got
+
+    def _order(self) -> list[str]:
+        return (["proto", "state", *(f"[{f}]" for f, _ in self.flags), "timeout"]
+                + [f"orig.{k}" for k, _ in self.orig] + [f"reply.{k}" for k, _ in self.reply]
+                + [k for k, _ in self.fields])
+
+    def _match(self, entry: Entry, env: Env,
+               timeout: tuple[int, int] | None) -> dict[str, Value] | Miss:
         new = dict(env)
         if self.proto is not None and entry.proto != self.proto:
             return Miss("proto", L4_NAMES.get(self.proto, str(self.proto)),
@@ -226,10 +241,11 @@ def parse_entry_pattern(text: str) -> EntryPattern:
                                "[ASSURED] or [UNREPLIED]")
         key, _, value = word.partition("=")
         if key in _TUPLE_KEYS:
-            if any(k == key for k, _ in current):
+            if current and _TUPLE_KEYS.index(key) <= _TUPLE_KEYS.index(current[-1][0]):
                 if current is reply:
-                    raise PatternError(f"{where}: {key}= given a third time (there are two "
-                                       "directions)")
+                    raise PatternError(f"{where}: {key}= out of order in the reply direction "
+                                       "(the order is src, dst, sport, dport or type, code, "
+                                       "id; there are two directions)")
                 current = reply
             term = parse_term(value, address=key in ("src", "dst"), what=f"{where} ({key})")
             current.append((key, term))

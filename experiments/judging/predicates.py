@@ -118,13 +118,11 @@ def _known(env: Env, label: str) -> str:
 
 
 def _nearest(misses: list[tuple[object, Miss]]) -> tuple[object, Miss] | None:
-    """The first observation of the right protocol that did not fit, with its first field
-    that did not (the one worth showing: an observation of another protocol says nothing)."""
+    """The observation that fitted the most fields before one did not (the first on ties);
+    one of another protocol says nothing and is never the nearest."""
     best: tuple[object, Miss] | None = None
     for obs, miss in misses:
-        if miss.field == "proto":
-            continue
-        if best is None:
+        if miss.field != "proto" and (best is None or miss.depth > best[1].depth):
             best = (obs, miss)
     return best
 
