@@ -202,7 +202,7 @@ def _received(f: Fields, value: Any, where: str) -> Received:
         f.hex(get("payload"), f"{where}.payload"),
         f.text(obj.get("note", ""), f"{where}.note"),
         # format 3: TCP segments without payload carry their flags
-        None if obj.get("flags") is None else f.text(obj["flags"], f"{where}.flags"))
+        f.opt_text(obj.get("flags"), f"{where}.flags"))
 
 
 # --- verdict.json ------------------------------------------------------------------------------
