@@ -15,8 +15,8 @@ import pytest
 from experiments.bundle_format import FORMAT, READABLE_FORMATS
 from experiments.cli import main
 from experiments.observed import Observed, Received
-from experiments.records.bundle_fields import observed
 from experiments.records.bundle import judge, verdict_json
+from experiments.records.bundle_fields import observed
 
 GOLDEN = Path(__file__).parent / "golden"
 BUNDLES = sorted(p for p in GOLDEN.iterdir() if p.is_dir())
