@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CAPTURE_RE = re.compile(r"\*|\$[A-Za-z_][A-Za-z0-9_]*")
 CHECKPOINT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SYSCTL_NAME_RE = re.compile(r"net(\.[A-Za-z0-9_+-]+)+")
 TCP_FLAG_LETTERS = "FSRPAUEC"
@@ -378,6 +379,13 @@ def _check_references(spec: Spec) -> None:
                 for field in ("sport", "dport"):
                     if getattr(rec, field) is not None:
                         raise SpecError(path, f"{w}.{field}", "ICMP has no ports")
+            for field in ("sport", "dport"):
+                port = getattr(rec, field)
+                if isinstance(port, int) and not 1 <= port <= 65535:
+                    raise SpecError(path, f"{w}.{field}", f"{port} is not a port (1-65535)")
+                if isinstance(port, str) and not CAPTURE_RE.fullmatch(port):
+                    raise SpecError(path, f"{w}.{field}", f"{port!r} is not a port, * or "
+                                    "$NAME (a capture: $ then letters, digits, '_')")
             if rec.proto != "tcp" and rec.flags is not None:
                 raise SpecError(path, f"{w}.flags", "only TCP segments have flags")
             for field in ("icmp_type", "icmp_code", "inner"):

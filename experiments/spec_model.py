@@ -135,8 +135,6 @@ STEP_KINDS: dict[str, type[_Model]] = {
 }
 
 
-Capture = typing.Annotated[str, Field(pattern=r"^(\*|\$[A-Za-z_][A-Za-z0-9_]*)$")]
-"""`*` (anything) or `$NAME` (a named capture) where a value is expected."""
 TcpFlags = typing.Annotated[str, Field(pattern=r"^[FSRPAUEC]+$")]
 
 
@@ -159,8 +157,8 @@ class Received(_Counted):
     proto: Literal["udp", "tcp", "icmp"]
     src: str | None = None
     dst: str | None = None
-    sport: Port | Capture | None = None
-    dport: Port | Capture | None = None
+    sport: int | str | None = None      # a port, `*` or `$NAME` (checked by experiments.spec)
+    dport: int | str | None = None
     payload: str | None = None
     flags: TcpFlags | None = None
     icmp_type: U8 | None = None
