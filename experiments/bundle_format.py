@@ -15,6 +15,9 @@ refuses any other in one line rather than guessing):
 - 1: the first format (issue 5).
 - 2: `observed.json`'s `received` items also carry the host's receive `time` and the `note`
   (what kind of delivery it was); readers of version 1 take time 0.0 and no note.
+- 3: `received` also lists the TCP segments without payload each host's IP layer delivered
+  (RST, bare SYN/ACK, ACK), with `flags` ("SA", "R", "A"...); older bundles have no such
+  items and no `flags` (read as None).
 
 A bundle is untrusted input (people download them from course pages). `natlab judge` reads
 only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON
@@ -27,8 +30,8 @@ bound what a forged bundle can make the reader allocate.
 
 from __future__ import annotations
 
-FORMAT = 2
-READABLE_FORMATS: frozenset[int] = frozenset({1, 2})
+FORMAT = 3
+READABLE_FORMATS: frozenset[int] = frozenset({1, 2, 3})
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -54,25 +54,30 @@ class Received:
     dport: int | None
     payload: bytes
     note: str = ""
+    flags: str | None = None     # TCP segments without payload: their flags ("SA", "R", "A")
 
     def render(self) -> str:
         ports = f":{self.sport} > " if self.sport is not None else " > "
         dst = f"{self.dst}:{self.dport}" if self.dport is not None else str(self.dst)
         text = self.payload.decode("utf-8", "replace")
         extra = f" ({self.note})" if self.note else ""
+        if self.flags is not None:
+            return f"{self.host}: {self.proto} {self.src}{ports}{dst} [{self.flags}]{extra}"
         return f"{self.host}: {self.proto} {self.src}{ports}{dst} {text!r}{extra}"
 
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host, "time": self.time, "proto": self.proto, "src": str(self.src),
                 "dst": str(self.dst), "sport": self.sport, "dport": self.dport,
-                "payload": self.payload.hex(), "note": self.note}
+                "payload": self.payload.hex(), "note": self.note, "flags": self.flags}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Received:
-        # Bundles of format 1 carry neither time nor note.
+        # Bundles of format 1 carry neither time nor note; before format 3, no flags.
+        flags = obj.get("flags")
         return cls(str(obj["host"]), float(obj.get("time", 0.0)), str(obj["proto"]),
                    IPv4Address(obj["src"]), IPv4Address(obj["dst"]), obj["sport"], obj["dport"],
-                   bytes.fromhex(obj["payload"]), str(obj.get("note", "")))
+                   bytes.fromhex(obj["payload"]), str(obj.get("note", "")),
+                   None if flags is None else str(flags))
 
 
 FINAL = "final"    # the name of the snapshot taken at the end of every run

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from experiments.backends import BACKENDS, BackendName
 from experiments.errors import UserError
+from experiments.expect_patterns import PatternError, parse_entry_pattern, parse_relation
 from experiments.rulefiles import Syntax, file_reading_problem
 from experiments.spec_model import (
     MAX_SLEEP,
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CAPTURE_RE = re.compile(r"\*|\$[A-Za-z_][A-Za-z0-9_]*")
 CHECKPOINT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SYSCTL_NAME_RE = re.compile(r"net(\.[A-Za-z0-9_+-]+)+")
 TCP_FLAG_LETTERS = "FSRPAUEC"
@@ -371,12 +373,76 @@ def _check_references(spec: Spec) -> None:
             host(rec.host, f"{w}.host")
             for field in ("src", "dst"):
                 value = getattr(rec, field)
-                if value is not None:
+                if value is not None and value != "*" and not value.startswith("$"):
                     target(value, f"{w}.{field}")
             if rec.proto == "icmp":
                 for field in ("sport", "dport"):
                     if getattr(rec, field) is not None:
                         raise SpecError(path, f"{w}.{field}", "ICMP has no ports")
+            for field in ("sport", "dport"):
+                port = getattr(rec, field)
+                if isinstance(port, int) and not 1 <= port <= 65535:
+                    raise SpecError(path, f"{w}.{field}", f"{port} is not a port (1-65535)")
+                if isinstance(port, str) and not CAPTURE_RE.fullmatch(port):
+                    raise SpecError(path, f"{w}.{field}", f"{port!r} is not a port, * or "
+                                    "$NAME (a capture: $ then letters, digits, '_')")
+            if rec.proto != "tcp" and rec.flags is not None:
+                raise SpecError(path, f"{w}.flags", "only TCP segments have flags")
+            for field in ("icmp_type", "icmp_code", "inner"):
+                if rec.proto != "icmp" and getattr(rec, field) is not None:
+                    raise SpecError(path, f"{w}.{field}", "only for proto = \"icmp\"")
+        check_predicate_fields(path, spec.expect, set(checkpoints))
+
+
+def check_predicate_fields(path: Path, expect: Expect, checkpoints: set[str]) -> None:
+    """The predicate parts of [expect]: patterns and relations that read, counts given one
+    way, snapshots that exist, and every capture a relation names taken by some pattern."""
+    captured: set[str] = set()
+    counted: list[tuple[str, Any]] = [(f"expect.entry.{i}", e)
+                                      for i, e in enumerate(expect.entry)]
+    counted += [(f"expect.received.{i}", r) for i, r in enumerate(expect.received)]
+    for w, item in counted:
+        given = [k for k in ("count", "at_least", "at_most") if getattr(item, k) is not None]
+        if "count" in given and len(given) > 1:
+            raise SpecError(path, f"{w}.count", "give count alone, or at_least / at_most")
+        if (item.at_least is not None and item.at_most is not None
+                and item.at_least > item.at_most):
+            raise SpecError(path, f"{w}.at_most", f"{item.at_most} is below at_least "
+                            f"{item.at_least}")
+        if item.at != "final" and item.at not in checkpoints:
+            known = ", ".join(sorted(checkpoints)) or "none"
+            raise SpecError(path, f"{w}.at", f"no checkpoint named {item.at!r} (checkpoints: "
+                            f"{known}; or \"final\", the end of the run)")
+        for field in ("match", "inner"):
+            text = getattr(item, field, None)
+            if text is None:
+                continue
+            try:
+                pattern = parse_entry_pattern(text)
+            except PatternError as e:
+                raise SpecError(path, f"{w}.{field}", str(e)) from None
+            if field == "inner" and pattern.reply:
+                raise SpecError(path, f"{w}.inner", "the quoted header has one direction: "
+                                "give src/dst/sport/dport once")
+            captured |= pattern.captures()
+        for field in ("src", "dst", "sport", "dport"):
+            value = getattr(item, field, None)
+            if isinstance(value, str) and value.startswith("$"):
+                captured.add(value[1:])
+        timeout = getattr(item, "timeout", None)
+        if timeout is not None and not 0 <= timeout[0] <= timeout[1]:
+            raise SpecError(path, f"{w}.timeout", f"[{timeout[0]}, {timeout[1]}] is not "
+                            "[low, high] with 0 <= low <= high")
+    for i, text in enumerate(expect.relations):
+        try:
+            relation = parse_relation(text)
+        except PatternError as e:
+            raise SpecError(path, f"expect.relations.{i}", str(e)) from None
+        missing = sorted(relation.captures() - captured)
+        if missing:
+            raise SpecError(path, f"expect.relations.{i}", f"${missing[0]} is captured by no "
+                            "pattern of [expect] (write it in an entry's match or a received "
+                            "field)")
 
 
 def _check_payload_sizes(path: Path, w: str, step: Any) -> None:
@@ -566,11 +632,7 @@ def spec_to_mapping(spec: Spec) -> dict[str, Any]:
         out["host_rules"] = dict(spec.host_rules)
     out["steps"] = [s.model_dump(by_alias=True, exclude_none=True) for s in spec.steps]
     if spec.expect is not None:
-        expect = spec.expect.model_dump(exclude_none=True)
-        out["expect"] = {
-            "conntrack": list(expect["conntrack"]),
-            "received": [dict(r) for r in expect["received"]],
-        }
+        out["expect"] = spec.expect.model_dump(exclude_defaults=True)
     if spec.xfail is not None:
         out["xfail"] = spec.xfail
     return out

@@ -139,24 +139,54 @@ STEP_KINDS: dict[str, type[_Model]] = {
 }
 
 
-class Received(_Model):
-    """Something a host is expected to have received (None = any value)."""
+TcpFlags = typing.Annotated[str, Field(pattern=r"^[FSRPAUEC]+$")]
+
+
+class _Counted(_Model):
+    """How many observations an expectation wants (none of the three: at least one), and in
+    which snapshot: `final` (the end of the run) or a checkpoint's name."""
+
+    count: int | None = Field(default=None, ge=0)
+    at_least: int | None = Field(default=None, ge=0)
+    at_most: int | None = Field(default=None, ge=0)
+    at: str = "final"
+
+
+class Received(_Counted):
+    """Something a host is expected to have received (None = any value). TCP without `flags`
+    is data a socket read; with `flags`, a segment without payload (RST, SYN/ACK, ACK). ICMP
+    errors can be matched on the header they quote (`inner`, a one-direction pattern)."""
 
     host: str
     proto: Literal["udp", "tcp", "icmp"]
     src: str | None = None
     dst: str | None = None
-    sport: Port | None = None
-    dport: Port | None = None
+    sport: int | str | None = None      # a port, `*` or `$NAME` (checked by experiments.spec)
+    dport: int | str | None = None
     payload: str | None = None
+    flags: TcpFlags | None = None
+    icmp_type: U8 | None = None
+    icmp_code: U8 | None = None
+    inner: str | None = None
+
+
+class EntryExpect(_Counted):
+    """Conntrack entries matching a pattern (`conntrack -L` words, `*` and `$NAME` values),
+    optionally with timeout bounds [low, high] (inclusive)."""
+
+    match: str
+    timeout: tuple[int, int] | None = Field(default=None, strict=False)
 
 
 class Expect(_Model):
-    """What should be seen at the end: conntrack lines (in `conntrack -L` syntax; timeout,
-    mark and use may be left out) and what the hosts received."""
+    """What should be seen: exact conntrack lines at the end (`conntrack`; timeout, mark and
+    use may be left out), entries matching patterns (`entry`), what the hosts received, and
+    relations between the values the patterns captured."""
 
     conntrack: tuple[str, ...] = Field(default=(), strict=False)
     received: tuple[Received, ...] = Field(default=(), strict=False)
+    entry: tuple[EntryExpect, ...] = Field(default=(), strict=False)
+    relations: tuple[str, ...] = Field(default=(), strict=False)
 
 
 class SpecFile(_Model):

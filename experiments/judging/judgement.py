@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from experiments.judging.compare import Diff, Verdict, compare_conntrack, compare_packets, verdict
 from experiments.judging.picks import Pick, Trial, replay_budget, search
+from experiments.judging.predicates import Observations, check_predicates
 from experiments.judging.replay import (
     FORCED,
     TABLE,
@@ -118,7 +118,8 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
         name=spec.name,
         status=verdict(diffs, spec.xfail, observed.error),
         diffs=tuple(diffs),
-        expect=_with_warnings(check_expect(spec, final_kernel, observed.received), warnings),
+        expect=_with_warnings(check_expect(spec, final_kernel, observed.received,
+                                           _checkpoints(observed)), warnings),
         prediction=prediction,
         kernel_conntrack=tuple(final_kernel),
         model_conntrack=tuple(final_model),
@@ -162,7 +163,8 @@ def _unmodeled(spec: Spec, observed: Observed, construct: str, warnings: tuple[s
         name=spec.name,
         status=verdict([], spec.xfail, observed.error, construct),
         diffs=(),
-        expect=_with_warnings(check_expect(spec, final, observed.received), warnings),
+        expect=_with_warnings(check_expect(spec, final, observed.received, _checkpoints(observed)),
+                              warnings),
         prediction=NO_PREDICTION,
         kernel_conntrack=tuple(final),
         model_conntrack=(),
@@ -205,30 +207,32 @@ def _with_warnings(result: ExpectResult, warnings: tuple[str, ...]) -> ExpectRes
     return ExpectResult("FAIL", result.failures + warnings)
 
 
-def check_expect(spec: Spec, kernel: list[Entry],
-                 received: tuple[Received, ...]) -> ExpectResult:
-    """A spec's [expect]: each conntrack line must match one kernel entry on the fields it
-    names; each `received` item must match something the host received."""
-    if spec.expect is None or (not spec.expect.conntrack and not spec.expect.received):
+def _checkpoints(observed: Observed) -> dict[str, tuple[float, list[Entry]]]:
+    """The kernel's tables by snapshot name, with their times (for [expect]'s `at`)."""
+    return {s.name: (s.time, s.entries()) for s in observed.snapshots}
+
+
+def check_expect(spec: Spec, kernel: list[Entry], received: tuple[Received, ...],
+                 checkpoints: Mapping[str, tuple[float, list[Entry]]] | None = None
+                 ) -> ExpectResult:
+    """A spec's [expect]: each exact conntrack line must match one kernel entry at the end;
+    the predicates (entries, received, relations) are checked by
+    experiments.judging.predicates, at the end or at the checkpoints they name (`checkpoints`:
+    name -> (time, table))."""
+    e = spec.expect
+    if e is None or not (e.conntrack or e.received or e.entry or e.relations):
         return ExpectResult("NONE")
     failures = []
-    for line in spec.expect.conntrack:
+    for line in e.conntrack:
         pattern = parse_pattern(line)
-        if not any(pattern.matches(e) for e in kernel):
+        if not any(pattern.matches(entry) for entry in kernel):
             failures.append(f"no kernel entry matches: {line}")
-    for want in spec.expect.received:
-        if not any(_received_matches(want, got) for got in received):
-            failures.append(f"{want.host} did not receive {want.proto} "
-                            f"{want.src or '*'}:{want.sport or '*'} > "
-                            f"{want.dst or '*'}:{want.dport or '*'}"
-                            + (f" {want.payload!r}" if want.payload is not None else ""))
+    tables: dict[str, list[Entry]] = {FINAL: kernel}
+    times: dict[str, float] = {}
+    for name, (time, entries) in (checkpoints or {}).items():
+        if name != FINAL:
+            tables[name], times[name] = entries, time
+    addresses = {h.name: h.addresses() for h in spec.topology.hosts}
+    outcome = check_predicates(e, Observations(tables, times, received, addresses))
+    failures += outcome.failures
     return ExpectResult("FAIL" if failures else "PASS", tuple(failures))
-
-
-def _received_matches(want: Any, got: Received) -> bool:
-    return (want.host == got.host and want.proto == got.proto
-            and (want.src is None or want.src == str(got.src))
-            and (want.dst is None or want.dst == str(got.dst))
-            and (want.sport is None or want.sport == got.sport)
-            and (want.dport is None or want.dport == got.dport)
-            and (want.payload is None or want.payload.encode() == got.payload))

@@ -492,7 +492,9 @@ class Traffic:
 
     def received(self) -> dict[str, list[Received]]:
         """Per host, in arrival order: UDP datagrams and TCP data its sockets read, and every
-        ICMP message delivered to it (note = "type T code C")."""
+        ICMP message delivered to it (note = "type T code C", payload = the quoted header), and
+        every TCP segment without payload (RST, bare SYN/ACK, ACK: `flags`), which no socket
+        read reports but the raw sniffers see."""
         out: dict[str, list[Received]] = {name: [] for name in self.hosts}
         for host, e in self.since(0):
             if isinstance(e, UdpRecv | TcpRecv):
@@ -507,6 +509,11 @@ class Traffic:
                                           IPv4Address(data[12:16]), IPv4Address(data[16:20]),
                                           None, None, data[ihl + 8:],
                                           f"type {data[ihl]} code {data[ihl + 1]}"))
+            elif isinstance(e, PacketIn) and (seg := _bare_segment(e.data)) is not None:
+                sport, dport, flags = seg
+                out[host].append(Received(host, e.time - self.t0, "tcp",
+                                          IPv4Address(e.data[12:16]), IPv4Address(e.data[16:20]),
+                                          sport, dport, b"", "segment", flags))
         return out
 
     def wait_received(self, host: str, predicate: Callable[[Received], bool], count: int = 1,
@@ -551,6 +558,26 @@ def _icmp_type(e: Seen) -> int | None:
         return None
     ihl = (data[0] & 0x0F) * 4
     return data[ihl] if len(data) > ihl else None
+
+
+_TCP_FLAG_LETTERS = "FSRPAUEC"     # bit 0 (FIN) to bit 7 (CWR), as tcpdump names them
+
+
+def _bare_segment(data: bytes) -> tuple[int, int, str] | None:
+    """(sport, dport, flags) of an IPv4 TCP segment that carries no payload, else None."""
+    if len(data) < 20 or data[9] != 6:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    total = int.from_bytes(data[2:4], "big")
+    if len(data) < ihl + 20:
+        return None
+    offset = (data[ihl + 12] >> 4) * 4
+    if total - ihl - offset > 0:
+        return None
+    bits = data[ihl + 13]
+    flags = "".join(c for i, c in enumerate(_TCP_FLAG_LETTERS) if bits >> i & 1)
+    return (int.from_bytes(data[ihl:ihl + 2], "big"), int.from_bytes(data[ihl + 2:ihl + 4], "big"),
+            flags)
 
 
 def _icmp_id(e: Seen) -> int | None:

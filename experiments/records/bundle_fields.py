@@ -201,7 +201,9 @@ def _received(f: Fields, value: Any, where: str) -> Received:
         f.ipv4(get("src"), f"{where}.src"), f.ipv4(get("dst"), f"{where}.dst"),
         f.port(get("sport"), f"{where}.sport"), f.port(get("dport"), f"{where}.dport"),
         f.hex(get("payload"), f"{where}.payload"),
-        f.text(obj.get("note", ""), f"{where}.note"))
+        f.text(obj.get("note", ""), f"{where}.note"),
+        # format 3: TCP segments without payload carry their flags
+        f.opt_text(obj.get("flags"), f"{where}.flags"))
 
 
 # --- verdict.json ------------------------------------------------------------------------------

@@ -164,7 +164,11 @@ def _endpoint(addr: object, port: object) -> str:
 
 def _note(record: object) -> str:
     note = _get(record, "note", "")
-    return f"  ({note})" if note else ""
+    flags = _get(record, "flags")
+    shown = f"[{flags}]" if flags is not None else ""
+    if note:
+        shown += f"  ({note})"
+    return shown
 
 
 def payload_text(payload: object, limit: int = 60) -> str:

@@ -81,7 +81,8 @@ def test_spec_on_backend(spec_path: Path, backend: Backend, tmp_path: Path,
     else:
         assert result["verdict"] == "XFAIL", f"declared divergence gone: {spec.xfail}"
         assert result["xfail"] == spec.xfail and result["diffs"]
-    expects = spec.expect is not None and bool(spec.expect.conntrack or spec.expect.received)
+    expects = spec.expect is not None and bool(spec.expect.conntrack or spec.expect.received
+                                               or spec.expect.entry or spec.expect.relations)
     assert result["expect"]["status"] == ("PASS" if expects else "NONE"), \
         result["expect"]["failures"]
     assert status == 0, err

@@ -161,6 +161,12 @@ def test_tcp_to_a_closed_port_is_refused(traffic: Traffic, home_net: Network) ->
     assert r.completed and "ECONNREFUSED" in r.detail, r
     # An entry answered only by RST is destroyed at once (machine notes).
     assert table(home_net) == []
+    # What each end received, segments without payload included: the desktop the bare SYN
+    # (after MASQUERADE), the laptop the RST/ACK (after the reverse NAT).
+    syns = traffic.wait_received("desktop", lambda x: x.time >= r.start and x.dport == 4444)
+    rsts = traffic.wait_received("laptop", lambda x: x.time >= r.start and x.sport == 4444)
+    assert [(x.src, x.flags, x.payload) for x in syns] == [(GW_WAN, "S", b"")]
+    assert [(x.dst, x.dport, x.flags) for x in rsts] == [(LAPTOP, 37615, "RA")]
 
 
 def test_ping_with_chosen_id(traffic: Traffic, home_net: Network) -> None:

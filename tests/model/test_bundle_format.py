@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from experiments.bundle_format import FORMAT, READABLE_FORMATS
 from experiments.cli import main
+from experiments.observed import Observed, Received
 from experiments.records.bundle import judge, verdict_json
-from experiments.records.bundle_fields import recorded_verdict
+from experiments.records.bundle_fields import observed, recorded_verdict
 
 GOLDEN = Path(__file__).parent / "golden"
 BUNDLES = sorted(p for p in GOLDEN.iterdir() if p.is_dir())
@@ -99,3 +101,19 @@ def test_golden_bundles_rejudge_exactly_as_recorded(bundle: Path) -> None:
         now = {k: v for k, v in now.items() if k not in changed}
         recorded = {k: v for k, v in recorded.items() if k not in changed}
     assert now == recorded
+
+
+def test_received_flags_go_to_json_and_back(tmp_path: Path) -> None:
+    """Format 3 records the flags of TCP segments without payload; an item without them (as
+    formats 1 and 2 write) reads as None."""
+    rst = Received("laptop", 0.5, "tcp", IPv4Address("203.0.113.10"),
+                   IPv4Address("192.168.1.8"), 443, 37800, b"", "segment", "RA")
+    data = Received("laptop", 0.6, "tcp", IPv4Address("203.0.113.10"),
+                    IPv4Address("192.168.1.8"), 443, 37800, b"bye")
+    doc = Observed("6.18", {}, (), (), (rst, data)).to_json()
+    assert observed(tmp_path, doc, ()).received == (rst, data)
+    del doc["received"][0]["flags"]
+    assert observed(tmp_path, doc, ()).received[0].flags is None
+    doc["received"][0]["flags"] = 7
+    with pytest.raises(Exception, match=r"received\[0\]\.flags"):
+        observed(tmp_path, doc, ())

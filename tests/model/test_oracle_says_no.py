@@ -354,8 +354,9 @@ def test_a_received_expectation_that_fails(change: dict[str, object]) -> None:
     assert j.status == "MATCH"          # the comparison is untouched
     assert j.expect.status == "FAIL" and not j.clean
     (failure,) = j.expect.failures
-    assert " did not receive " in failure
-    assert failure.startswith(f"{change.get('host', 'laptop')} did not receive ")
+    host = change.get("host", "laptop")
+    assert failure.startswith(f"expect.received.0: {host} received 0 packets like ")
+    assert ", wanted at least 1; " in failure
 
 
 @pytest.mark.parametrize("unset", ["src", "dst", "sport", "dport", "payload"])
@@ -368,11 +369,16 @@ def test_an_unset_field_matches_anything(unset: str) -> None:
 def test_the_failure_text_of_a_received_expectation() -> None:
     spec, observed = _load("seed-dnat-udp")
     j = judge_observed(_expected(spec, sport=None, payload="nope"), observed)
-    assert j.expect.failures == ("laptop did not receive udp 203.0.113.10:* > "
-                                 "192.168.1.8:9999 'nope'",)
+    assert j.expect.failures == (
+        "expect.received.0: laptop received 0 packets like udp 203.0.113.10:* > "
+        "192.168.1.8:9999 'nope', wanted at least 1; nearest: payload is 'hello laptop', "
+        "not 'nope' in laptop: udp 203.0.113.10:37611 > 192.168.1.8:9999 'hello laptop'",)
     j = judge_observed(_expected(spec, src=None, dst=None, dport=None, payload=None,
                                  host="desktop", sport=4), observed)
-    assert j.expect.failures == ("desktop did not receive udp *:4 > *:*",)
+    assert j.expect.failures == (
+        "expect.received.0: desktop received 0 packets like udp *:4 > *:*, wanted at least "
+        "1; nearest: sport is 9999, not 4 in desktop: udp 192.168.1.9:9999 > "
+        "203.0.113.10:37611 'hello desktop'",)
 
 
 def test_a_conntrack_expectation_that_fails() -> None:
@@ -493,4 +499,4 @@ def test_render_lists_diffs_and_failures() -> None:
     text = j.render().splitlines()
     assert text[0] == "seed-dnat-udp: MISMATCH  (expect: FAIL)"
     assert text[1].startswith(f"  {DNAT_FLOW}: timeout: kernel 5 | model ")
-    assert text[2].startswith("  expect: laptop did not receive")
+    assert text[2].startswith("  expect: expect.received.0: laptop received 0 packets")
