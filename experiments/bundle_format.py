@@ -15,6 +15,9 @@ refuses any other in one line rather than guessing):
 - 1: the first format (issue 5).
 - 2: `observed.json`'s `received` items also carry the host's receive `time` and the `note`
   (what kind of delivery it was); readers of version 1 take time 0.0 and no note.
+- 3: `observed.json` carries `moments`: when each step that changes the world (`rules`,
+  `conntrack`, `sysctl`, `host_rules`) took effect, and the ruleset text a `rules` step fed;
+  readers of versions 1 and 2 take none (those specs had no such steps).
 
 A bundle is untrusted input (people download them from course pages). `natlab judge` reads
 only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON
@@ -27,8 +30,8 @@ bound what a forged bundle can make the reader allocate.
 
 from __future__ import annotations
 
-FORMAT = 2
-READABLE_FORMATS: frozenset[int] = frozenset({1, 2})
+FORMAT = 3
+READABLE_FORMATS: frozenset[int] = frozenset({1, 2, 3})
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -8,11 +8,13 @@ walls between the rooms). No root, no namespaces: judging and the model-only run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
 from experiments.backends import BACKEND
-from experiments.spec import Spec, SpecError
+from experiments.plan import SetRules
+from experiments.spec import RulesStep, Spec, SpecError
 from nat.netdev import Device, NetView, RouteEntry
 from nat.pipeline import GatewayConfig
 from nat.profile import LINUX_LATEST, KernelProfile, profile_for_release
@@ -55,6 +57,17 @@ def model_ruleset(spec: Spec, fed: str | None = None) -> Ruleset:
     return backend.model_parser(nft_given)(text)
 
 
+def move_ruleset(spec: Spec, move: SetRules, fed: str | None = None) -> Ruleset:
+    """A `rules` step's ruleset as the model reads it: as `model_ruleset`, with the step's
+    own `rules` and `nft` texts in place of the spec's."""
+    backend = BACKEND[spec.backend]
+    if fed is not None:
+        return backend.model_parser(backend.native_nft)(fed)
+    nft_given = backend.native_nft and move.nft is not None
+    text = move.nft if nft_given and move.nft is not None else move.rules
+    return backend.model_parser(nft_given)(text)
+
+
 def check_rules(spec: Spec) -> None:
     """Parse the gateway's rules as the model will (nft text for the nft backend when given,
     else the iptables-restore text); a construct the model does not support, or malformed
@@ -64,8 +77,18 @@ def check_rules(spec: Spec) -> None:
         field, text = "nft", spec.nft
     else:
         field, text = "rules", spec.rules
+    texts = [(field, text)]
+    for i, step in enumerate(spec.steps):
+        if isinstance(step, RulesStep):
+            texts.append((f"steps.{i}.nft", step.nft) if backend.native_nft and step.nft
+                         is not None else (f"steps.{i}.rules", step.rules))
+    for field, text in texts:
+        _check_text(spec, backend.model_parser(field.endswith("nft")), field, text)
+
+
+def _check_text(spec: Spec, parser: Callable[[str], Ruleset], field: str, text: str) -> None:
     try:
-        backend.model_parser(field == "nft")(text)
+        parser(text)
     except RuleError as e:
         message = str(e)
         file_line = _line_in_file(spec.path, text, e.lineno)

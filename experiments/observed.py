@@ -94,6 +94,20 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Moment:
+    """When a step that changes the world (plan step `step`) took effect on the kernel:
+    `time` is the end of its command, seconds since t0 on the captures' clock. `fed` is the
+    gateway ruleset text a `rules` step loaded (the model parses exactly that)."""
+
+    step: int
+    time: float
+    fed: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "time": self.time, "fed": self.fed}
+
+
+@dataclass(frozen=True)
 class Observed:
     """What a verdict needs from a kernel run."""
 
@@ -104,6 +118,7 @@ class Observed:
     received: tuple[Received, ...] = ()
     incomplete_steps: tuple[str, ...] = ()
     ruleset_fed: str | None = None                  # the gateway's rules exactly as loaded
+    moments: tuple[Moment, ...] = ()                # when each move took effect
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +129,7 @@ class Observed:
             "received": [r.to_json() for r in self.received],
             "incomplete_steps": list(self.incomplete_steps),
             "ruleset_fed": self.ruleset_fed,
+            "moments": [m.to_json() for m in self.moments],
         }
 
     @classmethod
@@ -127,4 +143,6 @@ class Observed:
             received=tuple(Received.from_json(r) for r in obj.get("received", [])),
             incomplete_steps=tuple(obj.get("incomplete_steps", [])),
             ruleset_fed=obj.get("ruleset_fed"),
+            moments=tuple(Moment(int(m["step"]), float(m["time"]), m.get("fed"))
+                          for m in obj.get("moments", [])),
         )

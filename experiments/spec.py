@@ -43,13 +43,17 @@ from experiments.spec_model import (
     MAX_SLEEP,
     STEP_KINDS,
     CheckpointStep,
+    ConntrackStep,
     Expect,
+    HostRulesStep,
     PingStep,
     RawStep,
     Received,
+    RulesStep,
     SleepStep,
     SpecFile,
     Step,
+    SysctlStep,
     TcpStep,
     UdpStep,
 )
@@ -61,7 +65,8 @@ from topologies.inline import TopologyError, topology_from_mapping, topology_to_
 from topologies.presets import PRESETS, preset
 
 __all__ = [
-    "MAX_SLEEP", "STEP_KINDS", "CheckpointStep", "Expect", "PingStep", "RawStep", "Received",
+    "MAX_SLEEP", "STEP_KINDS", "CheckpointStep", "ConntrackStep", "Expect", "HostRulesStep",
+    "RulesStep", "SysctlStep", "PingStep", "RawStep", "Received",
     "SleepStep", "Spec", "SpecError", "Step", "TcpStep", "UdpStep", "conntrack_line_problem",
     "load_spec", "spec_from_bytes", "spec_from_mapping", "spec_hash", "spec_to_mapping", "toml_key",
 ]
@@ -205,6 +210,7 @@ def spec_from_mapping(
         backends=tuple(top.backends),
     )
     _check_references(spec)
+    _check_moves(spec)
     _check_rule_files(spec)
     return spec
 
@@ -215,6 +221,12 @@ def _check_rule_files(spec: Spec) -> None:
     texts: list[tuple[str, str, Syntax]] = [("rules", spec.rules, "iptables"),
                                             ("nft", spec.nft or "", "nft")]
     texts += [(f"host_rules.{toml_key(h)}", t, "iptables") for h, t in spec.host_rules.items()]
+    for i, step in enumerate(spec.steps):
+        if isinstance(step, RulesStep):
+            texts += [(f"steps.{i}.rules", step.rules, "iptables"),
+                      (f"steps.{i}.nft", step.nft or "", "nft")]
+        elif isinstance(step, HostRulesStep):
+            texts.append((f"steps.{i}.rules", step.rules, "iptables"))
     for field, text, syntax in texts:
         problem = file_reading_problem(text, syntax)
         if problem:
@@ -268,10 +280,10 @@ def _steps(path: Path, value: Any) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
+def _sysctls(path: Path, values: Mapping[str, Any], field: str = "sysctls") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in values.items():
-        where = f"sysctls.{toml_key(key)}"
+        where = f"{field}.{toml_key(key)}"
         if not SYSCTL_NAME_RE.fullmatch(key):
             raise SpecError(path, where, "not a sysctl name: natlab sets only network "
                             "sysctls, spelled with dots, like net.netfilter.nf_conntrack_tcp_loose")
@@ -287,9 +299,75 @@ def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
         Sysctls.from_mapping(out)
     except ValueError as e:
         bad = next((k for k in out if k in str(e)), "")
-        raise SpecError(path, f"sysctls.{toml_key(bad)}" if bad else "sysctls",
+        raise SpecError(path, f"{field}.{toml_key(bad)}" if bad else field,
                         str(e).replace(f"sysctl {bad}: ", "")) from None
     return out
+
+
+# --- steps that change the world ----------------------------------------------------------------
+
+_CT_FILTER = ("proto", "src", "dst", "sport", "dport", "reply_src", "reply_dst", "reply_sport",
+              "reply_dport")
+_CT_ALLOWED: dict[str, tuple[str, ...]] = {
+    "flush": (),
+    "delete": _CT_FILTER,
+    # conntrack-tools 1.4.7 `-U` with `-p udp` fails ("Operation not supported", checked on
+    # 6.18): an update filters by addresses only.
+    "update": ("src", "dst", "reply_src", "reply_dst", "timeout", "mark"),
+    "insert": (*_CT_FILTER, "timeout", "status", "mark"),
+}
+
+
+def _check_moves(spec: Spec) -> None:
+    """The new step kinds' meaning: hosts exist, sysctls are allowed, conntrack filters are
+    addresses and ports (each op takes only the fields `conntrack` takes for it)."""
+    path = spec.path
+    for i, step in enumerate(spec.steps):
+        w = f"steps.{i}"
+        if isinstance(step, SysctlStep):
+            if not step.set:
+                raise SpecError(path, f"{w}.set", "empty: name at least one sysctl")
+            _sysctls(path, step.set, f"{w}.set")
+        elif isinstance(step, HostRulesStep):
+            if step.host not in {h.name for h in spec.topology.hosts}:
+                raise SpecError(path, f"{w}.host", f"unknown host {step.host!r}")
+            if step.host == spec.topology.gateway:
+                raise SpecError(path, f"{w}.host", "the gateway's rules change with a "
+                                "`rules` step, not host_rules")
+        elif isinstance(step, ConntrackStep):
+            _check_conntrack_step(path, w, step)
+
+
+def _check_conntrack_step(path: Path, w: str, step: ConntrackStep) -> None:
+    allowed = _CT_ALLOWED[step.op]
+    for field in (*_CT_FILTER, "timeout", "status", "mark"):
+        value = getattr(step, field)
+        if value not in (None, ()) and field not in allowed:
+            raise SpecError(path, f"{w}.{field}", f"not taken by op = {step.op!r} (it takes: "
+                            f"{', '.join(allowed) or 'nothing'})")
+    for field in ("src", "dst", "reply_src", "reply_dst"):
+        value = getattr(step, field)
+        if value is not None:
+            try:
+                IPv4Address(value)
+            except ValueError:
+                raise SpecError(path, f"{w}.{field}", f"{value!r} is not an IPv4 address"
+                                ) from None
+    ports = ("sport", "dport", "reply_sport", "reply_dport")
+    if step.proto not in ("tcp", "udp"):
+        for field in ports:
+            if getattr(step, field) is not None:
+                raise SpecError(path, f"{w}.{field}", "ports need proto = \"tcp\" or \"udp\"")
+    if step.op == "update" and step.timeout is None and step.mark is None:
+        raise SpecError(path, w, "an update sets `timeout` or `mark` (or both)")
+    if step.op == "insert":
+        if step.proto != "udp":
+            raise SpecError(path, f"{w}.proto", "insert takes proto = \"udp\" (a TCP entry "
+                            "needs window state the model cannot make up)")
+        for field in ("src", "dst", "sport", "dport", "timeout"):
+            if getattr(step, field) is None:
+                raise SpecError(path, f"{w}.{field}", "missing: an insert gives the whole "
+                                "original tuple and a timeout")
 
 
 def toml_key(key: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.judging.compare import Diff, Verdict, compare_conntrack, compare_packets, verdict
+from experiments.judging.moments import timed_moves
 from experiments.judging.replay import Prediction, replay
 from experiments.model_config import model_config
 from experiments.observed import FINAL, Observed, Received
@@ -57,7 +58,8 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
     config = model_config(spec, observed.kernel_release, observed.sysctls,
                           observed.ruleset_fed)
     times = [(s.name, s.time) for s in observed.snapshots]
-    prediction = replay(config, list(observed.packets), times)
+    moves, move_problems = timed_moves(spec, observed)
+    prediction = replay(config, list(observed.packets), times, moves)
     diffs: list[Diff] = []
     model_by_name = {name: list(entries) for name, _, entries in prediction.snapshots}
     final_model: list[Entry] = []
@@ -69,6 +71,7 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
         if snap.name == FINAL:
             final_model, final_kernel = model_entries, kernel_entries
     diffs += compare_packets(list(observed.packets), list(prediction.sent))
+    diffs += move_problems
     for c in prediction.choices:
         if not c.allowed_kernel:
             diffs.append(Diff(f"choice at packet #{c.packet_index + 1}", f"{c.manip} binding",

@@ -9,6 +9,7 @@ and the model then follows the kernel's pick, so later packets stay comparable
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from experiments.observed import WirePacket
@@ -84,10 +85,19 @@ def _key(pkt: Packet, manip: ManipType) -> int | None:
     return pkt.l4.sport if manip is ManipType.SRC else pkt.l4.dport
 
 
+# A change of the world at a moment: applied to the modelled gateway at that time (a step that
+# changes the gateway's rules, conntrack table or sysctls; experiments/model_moves.py).
+TimedMove = tuple[float, Callable[[Gateway, float], object]]
+
+
 def replay(config: GatewayConfig, packets: list[WirePacket],
-           snapshot_times: list[tuple[str, float]]) -> Prediction:
-    """Run every captured incoming packet through a fresh modelled gateway."""
+           snapshot_times: list[tuple[str, float]],
+           moves: Sequence[TimedMove] = ()) -> Prediction:
+    """Run every captured incoming packet through a fresh modelled gateway. `moves` are
+    applied between packets, each before the first packet captured after its time (and
+    before a snapshot taken after it), in time order."""
     gateway = Gateway(config)
+    timeline = sorted(moves, key=lambda m: m[0])
     journeys: list[Journey] = []
     sent: list[tuple[int, str, bytes]] = []
     choices: list[ChoiceRecord] = []
@@ -97,10 +107,19 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
     consumed: set[int] = set()
     order: list[int] = []       # per sent packet: where the kernel's copy of it was captured
 
+    def catch_up(until: float) -> None:
+        """Snapshots and moves up to `until`, in time order (a move first at equal times:
+        its step ended before a later checkpoint's began)."""
+        while (pending and pending[0][1] <= until) or (timeline and timeline[0][0] <= until):
+            if timeline and (not pending or timeline[0][0] <= pending[0][1]):
+                at, apply = timeline.pop(0)
+                apply(gateway, at)
+            else:
+                name, at = pending.pop(0)
+                snapshots.append((name, at, tuple(gateway.entries(at))))
+
     for index, wp in enumerate(packets):
-        while pending and pending[0][1] <= wp.time:
-            name, at = pending.pop(0)
-            snapshots.append((name, at, tuple(gateway.entries(at))))
+        catch_up(wp.time)
         if wp.direction == "out":
             if index not in consumed and _replay_local(gateway, packets, index, journeys, sent,
                                                        choices, unparsed):
@@ -123,8 +142,7 @@ def replay(config: GatewayConfig, packets: list[WirePacket],
         if journey.verdict == "ACCEPT" and journey.packet_out is not None and journey.out_iface:
             sent.append((index, journey.out_iface, journey.packet_out.to_bytes()))
             order.append(observed_index if observed_index is not None else index)
-    for name, at in pending:
-        snapshots.append((name, at, tuple(gateway.entries(at))))
+    catch_up(float("inf"))
     # In the kernel's capture order, so that outputs of packets in flight together line up
     # with the kernel's, whichever of them the kernel sent first.
     in_order = tuple(s for _, s in sorted(zip(order, sent, strict=True), key=lambda x: x[0]))

@@ -10,7 +10,8 @@ The order matters and is the same for every run:
 3. the capture (tcpdump in the gateway) and the conntrack event log start, then the agents;
    only when all report ready does the clock start: `t0`;
 4. the spec's plan (`experiments.plan`, resolved before anything starts) runs in order; a
-   checkpoint reads the gateway's table (`conntrack -L`);
+   checkpoint reads the gateway's table (`conntrack -L`); a step that changes the world
+   (`experiments.kernel.moves`) runs its tool and records the moment it took effect;
 5. the final table is read, everything is stopped, and the result is returned as a frozen
    `Observation` whose times are all seconds since `t0` (the model's time base).
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from experiments.backends import BackendName
 from experiments.kernel.capture import Capture, CapturedPacket
 from experiments.kernel.conntrack import ConntrackEvent, EventLog, snapshot
+from experiments.kernel.moves import apply_move
 from experiments.kernel.rules import (
     LoadedRuleset,
     load_rules,
@@ -37,8 +39,8 @@ from experiments.kernel.rules import (
 )
 from experiments.kernel.traffic import Delivered, StepResult, Traffic
 from experiments.kernel.versions import Versions, collect_versions
-from experiments.observed import FINAL, Observed, Received, Snapshot, WirePacket
-from experiments.plan import plan
+from experiments.observed import FINAL, Moment, Observed, Received, Snapshot, WirePacket
+from experiments.plan import Move, plan
 from experiments.spec import Spec
 from nat.entry import Entry
 from topologies.hostexec import HostHandle
@@ -69,6 +71,7 @@ class Observation:
     pcaps: dict[str, Path]                         # one LINKTYPE_RAW pcap per interface
     event_log: Path                                # conntrack -E output as printed
     capture_dropped: int | None                    # tcpdump's "dropped by kernel"
+    moments: tuple[Moment, ...] = ()               # when each move took effect
     timing: dict[str, float] = field(default_factory=dict)   # setup / traffic / teardown
 
     @property
@@ -157,8 +160,17 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
             return StepResult(index, "checkpoint", snap.time, snap.time_end or snap.time, True,
                               f"{len(snap.lines)} entries")
 
+        moments: list[Moment] = []
+
+        def move(index: int, action: Move) -> StepResult:
+            start = time.time() - t0
+            did, fed = apply_move(net.hosts, topo.gateway, backend, action)
+            end = time.time() - t0
+            moments.append(Moment(index, end, fed))
+            return StepResult(index, action.action, start, end, True, did)
+
         traffic_began = time.monotonic()
-        results = [traffic.run_step(index, action, raw_seen, checkpoint)
+        results = [traffic.run_step(index, action, raw_seen, checkpoint, move)
                    for index, action in enumerate(actions)]
         final = _snapshot(gw, FINAL, t0)
         timing["traffic"] = time.monotonic() - traffic_began
@@ -198,6 +210,7 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         pcaps=pcaps,
         event_log=events.path,
         capture_dropped=dropped,
+        moments=tuple(moments),
         timing=timing,
     )
 
@@ -213,4 +226,5 @@ def observed_from(obs: Observation) -> Observed:
         incomplete_steps=tuple(f"#{s.index + 1} {s.action}: {s.detail}"
                                for s in obs.steps if not s.completed),
         ruleset_fed=obs.ruleset.fed if obs.ruleset.fed.strip() else None,
+        moments=obs.moments,
     )
