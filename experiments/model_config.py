@@ -13,7 +13,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from experiments.backends import BACKEND
-from experiments.plan import SetRules
+from experiments.plan import SetRules, rules_after_changes
 from experiments.spec import RulesStep, Spec, SpecError
 from nat.netdev import Device, NetView, RouteEntry
 from nat.pipeline import GatewayConfig
@@ -78,8 +78,11 @@ def check_rules(spec: Spec) -> None:
     else:
         field, text = "rules", spec.rules
     texts = [(field, text)]
+    after = rules_after_changes(spec)
     for i, step in enumerate(spec.steps):
-        if isinstance(step, RulesStep):
+        if i in after:
+            texts.append((f"steps.{i}.change", after[i]))
+        elif isinstance(step, RulesStep):
             texts.append((f"steps.{i}.nft", step.nft) if backend.native_nft and step.nft
                          is not None else (f"steps.{i}.rules", step.rules))
     for field, text in texts:

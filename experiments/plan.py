@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 from typing import ClassVar, Literal
 
 from experiments import craft
+from experiments.rules_delta import apply_delta
 from experiments.spec import Spec
 from experiments.spec_model import (
     CheckpointStep,
@@ -193,8 +194,27 @@ class Plan:
 
 
 def plan(spec: Spec) -> Plan:
-    """The spec's steps with every address, listener and byte resolved."""
-    return Plan(tuple(resolve_step(spec.topology, step) for step in spec.steps))
+    """The spec's steps with every address, listener and byte resolved; a `rules` step's
+    `change` becomes the whole ruleset after it (experiments/rules_delta.py), applied to the
+    ruleset the steps before left (the spec's checked that it applies)."""
+    after = rules_after_changes(spec)
+    return Plan(tuple(SetRules(after[i], None) if i in after
+                      else resolve_step(spec.topology, step)
+                      for i, step in enumerate(spec.steps)))
+
+
+def rules_after_changes(spec: Spec) -> dict[int, str]:
+    """For each `rules` step with a `change`: the whole ruleset after it (iptables-restore
+    text), the change applied to what the spec and the steps before it loaded."""
+    current = spec.rules
+    after: dict[int, str] = {}
+    for i, step in enumerate(spec.steps):
+        if isinstance(step, RulesStep):
+            if step.change is None:
+                current = step.rules
+            else:
+                current = after[i] = apply_delta(current, step.change)
+    return after
 
 
 def resolve_step(topo: Topology, step: Step) -> Action:

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 from experiments.backends import BACKENDS, BackendName
 from experiments.errors import UserError
 from experiments.rulefiles import Syntax, file_reading_problem
+from experiments.rules_delta import DeltaError, apply_delta
 from experiments.spec_model import (
     MAX_SLEEP,
     STEP_KINDS,
@@ -224,7 +225,8 @@ def _check_rule_files(spec: Spec) -> None:
     for i, step in enumerate(spec.steps):
         if isinstance(step, RulesStep):
             texts += [(f"steps.{i}.rules", step.rules, "iptables"),
-                      (f"steps.{i}.nft", step.nft or "", "nft")]
+                      (f"steps.{i}.nft", step.nft or "", "nft"),
+                      (f"steps.{i}.change", step.change or "", "iptables")]
         elif isinstance(step, HostRulesStep):
             texts.append((f"steps.{i}.rules", step.rules, "iptables"))
     for field, text, syntax in texts:
@@ -322,9 +324,26 @@ def _check_moves(spec: Spec) -> None:
     """The new step kinds' meaning: hosts exist, sysctls are allowed, conntrack filters are
     addresses and ports (each op takes only the fields `conntrack` takes for it)."""
     path = spec.path
+    current, nft_from = spec.rules, ("nft" if spec.nft is not None else None)
     for i, step in enumerate(spec.steps):
         w = f"steps.{i}"
-        if isinstance(step, SysctlStep):
+        if isinstance(step, RulesStep):
+            if step.change is None:
+                current = step.rules
+                nft_from = f"{w}.nft" if step.nft is not None else None
+                continue
+            if step.rules or step.nft is not None:
+                raise SpecError(path, f"{w}.change", "a step gives either the whole ruleset "
+                                "(`rules`, `nft`) or a `change`, not both")
+            if spec.backend == "nft" and nft_from is not None:
+                raise SpecError(path, f"{w}.change", f"the nft backend loaded nft text "
+                                f"({nft_from}); a change is iptables-restore text: give the "
+                                "whole ruleset in `rules` and `nft` instead")
+            try:
+                current = apply_delta(current, step.change)
+            except DeltaError as e:
+                raise SpecError(path, f"{w}.change", str(e)) from None
+        elif isinstance(step, SysctlStep):
             if not step.set:
                 raise SpecError(path, f"{w}.set", "empty: name at least one sysctl")
             _sysctls(path, step.set, f"{w}.set")

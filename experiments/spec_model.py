@@ -129,12 +129,15 @@ CtStatusFlag = Literal["SEEN_REPLY", "ASSURED"]
 
 
 class RulesStep(_Model):
-    """Replace the gateway's whole ruleset now, as one table replace: entries already in the
-    conntrack table keep their NAT bindings; only new connections meet the new rules."""
+    """Replace the gateway's whole ruleset now (`rules`, `nft`), or change it (`change`:
+    iptables-restore --noflush text, -A/-I/-D/-F/-N/-X/-P), as one table replace: entries
+    already in the conntrack table keep their NAT bindings; only new connections meet the
+    new rules."""
 
     action: Literal["rules"] = "rules"
     rules: str = ""
     nft: str | None = None
+    change: str | None = None
 
 
 class ConntrackStep(_Model):

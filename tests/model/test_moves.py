@@ -297,3 +297,18 @@ def test_doc_example_of_a_moving_step_runs_on_the_model(block: str, tmp_path: Pa
                     'reply = "r"\n')
     result = run_on_model(load_spec(path))
     assert [r.host for r in result.received] == ["desktop", "laptop"]
+
+
+def test_model_run_shrunk_udp_timeout_applies_to_the_next_flow_only() -> None:
+    result = run_on_model(load_spec(SPECS / "sysctl-udp-timeout-shrink.toml"))
+    timeouts = {e.orig.sport: e.timeout for e in result.entries}
+    assert timeouts[42001] is not None and timeouts[42001] > 25
+    assert timeouts[42002] is not None and timeouts[42002] <= 5
+
+
+def test_model_run_a_flushed_nat_chain_stops_tracking_new_flows() -> None:
+    """No rule needing conntrack is left after `-F POSTROUTING` (the DNAT was deleted
+    before): the laptop's new flow makes no entry and leaves unmasqueraded."""
+    result = run_on_model(load_spec(SPECS / "rules-add-delete-flush.toml"))
+    assert 40012 not in {e.orig.sport for e in result.entries}
+    assert [r.src for r in result.received if r.payload == b"unmasked"] == [LAPTOP]
