@@ -133,7 +133,7 @@ def test_a_run_records_each_move_between_the_packets_around_it(tmp_path: Path) -
 
 def test_rules_move_with_nft_text_is_fed_as_given(gw: Network) -> None:
     nft = ("table ip nat {\n chain pre { type nat hook prerouting priority dstnat; "
-           'policy accept; iifname "wan0" udp dport 9999 dnat to 192.168.1.8 }\n}\n')
+           'policy accept; iifname "wan0" udp dport 9999 dnat to 192.168.1.8; }\n}\n')
     load_rules(gw.gateway, "nft", FIRST)
     fed = apply_move(gw.hosts, "gateway", "nft", SetRules("", nft))[1]
     assert fed == nft
