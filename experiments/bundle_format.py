@@ -17,7 +17,10 @@ refuses any other in one line rather than guessing):
   (what kind of delivery it was); readers of version 1 take time 0.0 and no note.
 - 3: `received` also lists the TCP segments without payload each host's IP layer delivered
   (RST, bare SYN/ACK, ACK), with `flags` ("SA", "R", "A"...); older bundles have no such
-  items and no `flags` (read as None).
+  items and no `flags` (read as None). `observed.json` carries `moments`: when each step that
+  changes the world (`rules`, `conntrack`, `sysctl`, `host_rules`) took effect, and the
+  ruleset text a `rules` step fed; readers of versions 1 and 2 take none (those specs had no
+  such steps). And `error`: the infrastructure failure that cut the run short, if any.
 
 A bundle is untrusted input (people download them from course pages). `natlab judge` reads
 only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON

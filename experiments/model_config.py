@@ -8,11 +8,13 @@ walls between the rooms). No root, no namespaces: judging and the model-only run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from experiments.backends import BACKEND
-from experiments.spec import Spec, SpecError
+from experiments.plan import SetRules, rules_after_changes
+from experiments.spec import RulesStep, Spec, SpecError
 from nat.hook_table import ChainNotModelled
 from nat.netdev import Device, NetView, RouteEntry
 from nat.pipeline import GatewayConfig
@@ -74,6 +76,17 @@ class UnmodeledRules(SpecError):
     spec on the kernel alone and reports UNMODELED."""
 
 
+def move_ruleset(spec: Spec, move: SetRules, fed: str | None = None) -> Ruleset:
+    """A `rules` step's ruleset as the model reads it: as `model_ruleset`, with the step's
+    own `rules` and `nft` texts in place of the spec's."""
+    backend = BACKEND[spec.backend]
+    if fed is not None:
+        return backend.model_parser(backend.native_nft)(fed)
+    nft_given = backend.native_nft and move.nft is not None
+    text = move.nft if nft_given and move.nft is not None else move.rules
+    return backend.model_parser(nft_given)(text)
+
+
 def check_rules(spec: Spec) -> None:
     """Parse the gateway's rules as the model will (nft text for the nft backend when given,
     else the iptables-restore text); a construct the model does not support, or malformed
@@ -83,8 +96,21 @@ def check_rules(spec: Spec) -> None:
         field, text = "nft", spec.nft
     else:
         field, text = "rules", spec.rules
+    texts = [(field, text)]
+    after = rules_after_changes(spec)
+    for i, step in enumerate(spec.steps):
+        if i in after:
+            texts.append((f"steps.{i}.change", after[i]))
+        elif isinstance(step, RulesStep):
+            texts.append((f"steps.{i}.nft", step.nft) if backend.native_nft and step.nft
+                         is not None else (f"steps.{i}.rules", step.rules))
+    for field, text in texts:
+        _check_text(spec, backend.model_parser(field.endswith("nft")), field, text)
+
+
+def _check_text(spec: Spec, parser: Callable[[str], Ruleset], field: str, text: str) -> None:
     try:
-        check_modelled(backend.model_parser(field == "nft")(text))
+        check_modelled(parser(text))
     except RuleError as e:
         message = str(e)
         file_line = _line_in_file(spec.path, text, e.lineno)

@@ -99,6 +99,20 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Moment:
+    """When a step that changes the world (plan step `step`) took effect on the kernel:
+    `time` is the end of its command, seconds since t0 on the captures' clock. `fed` is the
+    gateway ruleset text a `rules` step loaded (the model parses exactly that)."""
+
+    step: int
+    time: float
+    fed: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "time": self.time, "fed": self.fed}
+
+
+@dataclass(frozen=True)
 class Observed:
     """What a verdict needs from a kernel run."""
 
@@ -112,6 +126,7 @@ class Observed:
     # An infrastructure failure that cut the run short (a helper process died, a command
     # natlab needs failed): what was recorded is not the whole run, and the verdict is ERROR.
     error: str | None = None
+    moments: tuple[Moment, ...] = ()                # when each move took effect
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +138,7 @@ class Observed:
             "incomplete_steps": list(self.incomplete_steps),
             "ruleset_fed": self.ruleset_fed,
             "error": self.error,
+            "moments": [m.to_json() for m in self.moments],
         }
 
     @classmethod
@@ -137,4 +153,6 @@ class Observed:
             incomplete_steps=tuple(obj.get("incomplete_steps", [])),
             ruleset_fed=obj.get("ruleset_fed"),
             error=obj.get("error"),
+            moments=tuple(Moment(int(m["step"]), float(m["time"]), m.get("fed"))
+                          for m in obj.get("moments", [])),
         )

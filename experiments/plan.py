@@ -16,13 +16,18 @@ from ipaddress import IPv4Address
 from typing import ClassVar, Literal
 
 from experiments import craft
+from experiments.rules_delta import apply_delta
 from experiments.spec import Spec
 from experiments.spec_model import (
     CheckpointStep,
+    ConntrackStep,
+    HostRulesStep,
     PingStep,
     RawStep,
+    RulesStep,
     SleepStep,
     Step,
+    SysctlStep,
     TcpStep,
     UdpStep,
 )
@@ -116,7 +121,63 @@ class Checkpoint:
     name: str
 
 
-Action = UdpFlow | TcpFlow | Ping | RawPacket | Sleep | Checkpoint
+@dataclass(frozen=True)
+class SetRules:
+    """Replace the gateway's whole ruleset: `rules` (iptables-restore text) and, for the nft
+    backend, `nft` (else `rules` is translated, as for the initial ruleset)."""
+
+    action: ClassVar[str] = "rules"
+    rules: str
+    nft: str | None
+
+
+@dataclass(frozen=True)
+class ConntrackChange:
+    """A change to the gateway's conntrack table, as `conntrack` takes it (`-F`, `-D`, `-I`,
+    `-U`). For an insert, `reply` is the given reply tuple or the original one inverted."""
+
+    action: ClassVar[str] = "conntrack"
+    op: Literal["flush", "delete", "insert", "update"]
+    match: CtMatch
+    timeout: int | None = None
+    status: tuple[str, ...] = ()
+    mark: int | None = None
+
+
+@dataclass(frozen=True)
+class CtMatch:
+    """The fields a `conntrack` filter (or an inserted entry) gives; None = any."""
+
+    proto: Literal["tcp", "udp", "icmp"] | None = None
+    src: IPv4Address | None = None
+    dst: IPv4Address | None = None
+    sport: int | None = None
+    dport: int | None = None
+    reply_src: IPv4Address | None = None
+    reply_dst: IPv4Address | None = None
+    reply_sport: int | None = None
+    reply_dport: int | None = None
+
+
+@dataclass(frozen=True)
+class SetSysctls:
+    """Set gateway sysctls (names and values as the spec's `sysctls` table)."""
+
+    action: ClassVar[str] = "sysctl"
+    values: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SetHostRules:
+    """Replace another host's ruleset (iptables-restore text; "" removes every rule)."""
+
+    action: ClassVar[str] = "host_rules"
+    host: str
+    rules: str
+
+
+Move = SetRules | ConntrackChange | SetSysctls | SetHostRules
+Action = UdpFlow | TcpFlow | Ping | RawPacket | Sleep | Checkpoint | Move
 
 
 @dataclass(frozen=True)
@@ -133,8 +194,27 @@ class Plan:
 
 
 def plan(spec: Spec) -> Plan:
-    """The spec's steps with every address, listener and byte resolved."""
-    return Plan(tuple(resolve_step(spec.topology, step) for step in spec.steps))
+    """The spec's steps with every address, listener and byte resolved; a `rules` step's
+    `change` becomes the whole ruleset after it (experiments/rules_delta.py), applied to the
+    ruleset the steps before left (the spec's checked that it applies)."""
+    after = rules_after_changes(spec)
+    return Plan(tuple(SetRules(after[i], None) if i in after
+                      else resolve_step(spec.topology, step)
+                      for i, step in enumerate(spec.steps)))
+
+
+def rules_after_changes(spec: Spec) -> dict[int, str]:
+    """For each `rules` step with a `change`: the whole ruleset after it (iptables-restore
+    text), the change applied to what the spec and the steps before it loaded."""
+    current = spec.rules
+    after: dict[int, str] = {}
+    for i, step in enumerate(spec.steps):
+        if isinstance(step, RulesStep):
+            if step.change is None:
+                current = step.rules
+            else:
+                current = after[i] = apply_delta(current, step.change)
+    return after
 
 
 def resolve_step(topo: Topology, step: Step) -> Action:
@@ -164,7 +244,33 @@ def resolve_step(topo: Topology, step: Step) -> Action:
             return Sleep(step.seconds)
         case CheckpointStep():
             return Checkpoint(step.name)
+        case RulesStep():
+            return SetRules(step.rules, step.nft)
+        case ConntrackStep():
+            return _conntrack_change(step)
+        case SysctlStep():
+            return SetSysctls(tuple((k, str(v)) for k, v in step.set.items()))
+        case HostRulesStep():
+            return SetHostRules(step.host, step.rules)
     raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the union is closed
+
+
+def _address(text: str | None) -> IPv4Address | None:
+    return None if text is None else IPv4Address(text)
+
+
+def _conntrack_change(step: ConntrackStep) -> ConntrackChange:
+    """A conntrack step with typed fields; an insert's reply tuple defaults to the original
+    inverted (what `conntrack -I` would be given for an entry without NAT)."""
+    src, dst = _address(step.src), _address(step.dst)
+    match = CtMatch(step.proto, src, dst, step.sport, step.dport,
+                    _address(step.reply_src), _address(step.reply_dst),
+                    step.reply_sport, step.reply_dport)
+    if step.op == "insert":
+        match = CtMatch(step.proto, src, dst, step.sport, step.dport,
+                        match.reply_src or dst, match.reply_dst or src,
+                        step.reply_sport or step.dport, step.reply_dport or step.sport)
+    return ConntrackChange(step.op, match, step.timeout, tuple(step.status), step.mark)
 
 
 def first_address(topo: Topology, host: str) -> IPv4Address:

@@ -40,17 +40,22 @@ from experiments.backends import BACKENDS, BackendName
 from experiments.errors import UserError
 from experiments.expect_patterns import PatternError, parse_entry_pattern, parse_relation
 from experiments.rulefiles import Syntax, file_reading_problem
+from experiments.rules_delta import DeltaError, apply_delta
 from experiments.spec_model import (
     MAX_SLEEP,
     STEP_KINDS,
     CheckpointStep,
+    ConntrackStep,
     Expect,
+    HostRulesStep,
     PingStep,
     RawStep,
     Received,
+    RulesStep,
     SleepStep,
     SpecFile,
     Step,
+    SysctlStep,
     TcpStep,
     UdpStep,
 )
@@ -62,7 +67,8 @@ from topologies.inline import TopologyError, topology_from_mapping, topology_to_
 from topologies.presets import PRESETS, preset
 
 __all__ = [
-    "MAX_SLEEP", "STEP_KINDS", "CheckpointStep", "Expect", "PingStep", "RawStep", "Received",
+    "MAX_SLEEP", "STEP_KINDS", "CheckpointStep", "ConntrackStep", "Expect", "HostRulesStep",
+    "RulesStep", "SysctlStep", "PingStep", "RawStep", "Received",
     "SleepStep", "Spec", "SpecError", "Step", "TcpStep", "UdpStep", "conntrack_line_problem",
     "load_spec", "spec_from_bytes", "spec_from_mapping", "spec_hash", "spec_to_mapping", "toml_key",
 ]
@@ -207,6 +213,7 @@ def spec_from_mapping(
         backends=tuple(top.backends),
     )
     _check_references(spec)
+    _check_moves(spec)
     _check_rule_files(spec)
     return spec
 
@@ -217,6 +224,13 @@ def _check_rule_files(spec: Spec) -> None:
     texts: list[tuple[str, str, Syntax]] = [("rules", spec.rules, "iptables"),
                                             ("nft", spec.nft or "", "nft")]
     texts += [(f"host_rules.{toml_key(h)}", t, "iptables") for h, t in spec.host_rules.items()]
+    for i, step in enumerate(spec.steps):
+        if isinstance(step, RulesStep):
+            texts += [(f"steps.{i}.rules", step.rules, "iptables"),
+                      (f"steps.{i}.nft", step.nft or "", "nft"),
+                      (f"steps.{i}.change", step.change or "", "iptables")]
+        elif isinstance(step, HostRulesStep):
+            texts.append((f"steps.{i}.rules", step.rules, "iptables"))
     for field, text, syntax in texts:
         problem = file_reading_problem(text, syntax)
         if problem:
@@ -270,10 +284,10 @@ def _steps(path: Path, value: Any) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
+def _sysctls(path: Path, values: Mapping[str, Any], field: str = "sysctls") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in values.items():
-        where = f"sysctls.{toml_key(key)}"
+        where = f"{field}.{toml_key(key)}"
         if not SYSCTL_NAME_RE.fullmatch(key):
             raise SpecError(path, where, "not a sysctl name: natlab sets only network "
                             "sysctls, spelled with dots, like net.netfilter.nf_conntrack_tcp_loose")
@@ -289,9 +303,92 @@ def _sysctls(path: Path, values: Mapping[str, Any]) -> dict[str, str]:
         Sysctls.from_mapping(out)
     except ValueError as e:
         bad = next((k for k in out if k in str(e)), "")
-        raise SpecError(path, f"sysctls.{toml_key(bad)}" if bad else "sysctls",
+        raise SpecError(path, f"{field}.{toml_key(bad)}" if bad else field,
                         str(e).replace(f"sysctl {bad}: ", "")) from None
     return out
+
+
+# --- steps that change the world ----------------------------------------------------------------
+
+_CT_FILTER = ("proto", "src", "dst", "sport", "dport", "reply_src", "reply_dst", "reply_sport",
+              "reply_dport")
+_CT_ALLOWED: dict[str, tuple[str, ...]] = {
+    "flush": (),
+    "delete": _CT_FILTER,
+    # conntrack-tools 1.4.7 `-U` with `-p udp` fails ("Operation not supported", checked on
+    # 6.18): an update filters by addresses only.
+    "update": ("src", "dst", "reply_src", "reply_dst", "timeout", "mark"),
+    "insert": (*_CT_FILTER, "timeout", "status", "mark"),
+}
+
+
+def _check_moves(spec: Spec) -> None:
+    """The new step kinds' meaning: hosts exist, sysctls are allowed, conntrack filters are
+    addresses and ports (each op takes only the fields `conntrack` takes for it)."""
+    path = spec.path
+    current, nft_from = spec.rules, ("nft" if spec.nft is not None else None)
+    for i, step in enumerate(spec.steps):
+        w = f"steps.{i}"
+        if isinstance(step, RulesStep):
+            if step.change is None:
+                current = step.rules
+                nft_from = f"{w}.nft" if step.nft is not None else None
+                continue
+            if step.rules or step.nft is not None:
+                raise SpecError(path, f"{w}.change", "a step gives either the whole ruleset "
+                                "(`rules`, `nft`) or a `change`, not both")
+            if spec.backend == "nft" and nft_from is not None:
+                raise SpecError(path, f"{w}.change", f"the nft backend loaded nft text "
+                                f"({nft_from}); a change is iptables-restore text: give the "
+                                "whole ruleset in `rules` and `nft` instead")
+            try:
+                current = apply_delta(current, step.change)
+            except DeltaError as e:
+                raise SpecError(path, f"{w}.change", str(e)) from None
+        elif isinstance(step, SysctlStep):
+            if not step.set:
+                raise SpecError(path, f"{w}.set", "empty: name at least one sysctl")
+            _sysctls(path, step.set, f"{w}.set")
+        elif isinstance(step, HostRulesStep):
+            if step.host not in {h.name for h in spec.topology.hosts}:
+                raise SpecError(path, f"{w}.host", f"unknown host {step.host!r}")
+            if step.host == spec.topology.gateway:
+                raise SpecError(path, f"{w}.host", "the gateway's rules change with a "
+                                "`rules` step, not host_rules")
+        elif isinstance(step, ConntrackStep):
+            _check_conntrack_step(path, w, step)
+
+
+def _check_conntrack_step(path: Path, w: str, step: ConntrackStep) -> None:
+    allowed = _CT_ALLOWED[step.op]
+    for field in (*_CT_FILTER, "timeout", "status", "mark"):
+        value = getattr(step, field)
+        if value not in (None, ()) and field not in allowed:
+            raise SpecError(path, f"{w}.{field}", f"not taken by op = {step.op!r} (it takes: "
+                            f"{', '.join(allowed) or 'nothing'})")
+    for field in ("src", "dst", "reply_src", "reply_dst"):
+        value = getattr(step, field)
+        if value is not None:
+            try:
+                IPv4Address(value)
+            except ValueError:
+                raise SpecError(path, f"{w}.{field}", f"{value!r} is not an IPv4 address"
+                                ) from None
+    ports = ("sport", "dport", "reply_sport", "reply_dport")
+    if step.proto not in ("tcp", "udp"):
+        for field in ports:
+            if getattr(step, field) is not None:
+                raise SpecError(path, f"{w}.{field}", "ports need proto = \"tcp\" or \"udp\"")
+    if step.op == "update" and step.timeout is None and step.mark is None:
+        raise SpecError(path, w, "an update sets `timeout` or `mark` (or both)")
+    if step.op == "insert":
+        if step.proto != "udp":
+            raise SpecError(path, f"{w}.proto", "insert takes proto = \"udp\" (a TCP entry "
+                            "needs window state the model cannot make up)")
+        for field in ("src", "dst", "sport", "dport", "timeout"):
+            if getattr(step, field) is None:
+                raise SpecError(path, f"{w}.{field}", "missing: an insert gives the whole "
+                                "original tuple and a timeout")
 
 
 def toml_key(key: str) -> str:

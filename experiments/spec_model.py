@@ -128,7 +128,62 @@ class CheckpointStep(_Model):
     name: str
 
 
-Step = UdpStep | TcpStep | PingStep | RawStep | SleepStep | CheckpointStep
+MAX_CT_TIMEOUT = 2**31 // 1000     # what the kernel's timeout sysctls and CTA_TIMEOUT take here
+CtStatusFlag = Literal["SEEN_REPLY", "ASSURED"]
+
+
+class RulesStep(_Model):
+    """Replace the gateway's whole ruleset now (`rules`, `nft`), or change it (`change`:
+    iptables-restore --noflush text, -A/-I/-D/-F/-N/-X/-P), as one table replace: entries
+    already in the conntrack table keep their NAT bindings; only new connections meet the
+    new rules."""
+
+    action: Literal["rules"] = "rules"
+    rules: str = ""
+    nft: str | None = None
+    change: str | None = None
+
+
+class ConntrackStep(_Model):
+    """Change the gateway's conntrack table as `conntrack -F/-D/-I/-U` does (ctnetlink).
+
+    The filter fields (`proto`, `src`, `dst`, `sport`, `dport` of the original tuple,
+    `reply_*` of the reply tuple) are typed values (addresses are checked by the reader);
+    they reach `conntrack` as separate arguments, never through a shell."""
+
+    action: Literal["conntrack"] = "conntrack"
+    op: Literal["flush", "delete", "insert", "update"]
+    proto: Literal["tcp", "udp", "icmp"] | None = None
+    src: str | None = None
+    dst: str | None = None
+    sport: Port | None = None
+    dport: Port | None = None
+    reply_src: str | None = None
+    reply_dst: str | None = None
+    reply_sport: Port | None = None
+    reply_dport: Port | None = None
+    timeout: int | None = Field(default=None, ge=1, le=MAX_CT_TIMEOUT)
+    status: tuple[CtStatusFlag, ...] = Field(default=(), strict=False)
+    mark: U32 | None = None
+
+
+class SysctlStep(_Model):
+    """Set gateway sysctls now (the same names and values as the top-level `sysctls`)."""
+
+    action: Literal["sysctl"] = "sysctl"
+    set: dict[str, Any]
+
+
+class HostRulesStep(_Model):
+    """Replace another host's ruleset now (iptables-restore text; "" removes every rule)."""
+
+    action: Literal["host_rules"] = "host_rules"
+    host: str
+    rules: str = ""
+
+
+Step = (UdpStep | TcpStep | PingStep | RawStep | SleepStep | CheckpointStep | RulesStep
+        | ConntrackStep | SysctlStep | HostRulesStep)
 STEP_KINDS: dict[str, type[_Model]] = {
     "udp": UdpStep,
     "tcp": TcpStep,
@@ -136,6 +191,10 @@ STEP_KINDS: dict[str, type[_Model]] = {
     "raw": RawStep,
     "sleep": SleepStep,
     "checkpoint": CheckpointStep,
+    "rules": RulesStep,
+    "conntrack": ConntrackStep,
+    "sysctl": SysctlStep,
+    "host_rules": HostRulesStep,
 }
 
 

@@ -157,6 +157,25 @@ class Gateway:
         """The table as `conntrack -L` would list it at `now`."""
         return self.table.entries(now)
 
+    # -- changes from user space ----------------------------------------------------------
+
+    def load_ruleset(self, ruleset: Ruleset) -> None:
+        """A ruleset replaced mid-run (iptables-restore / `nft -f` commit a table replace).
+
+        The conntrack table is untouched: an entry keeps the NAT binding it got, since the
+        NAT core consults the rules only for a connection's first packet (nf_nat_inet_fn);
+        new connections meet the new rules. Tracking follows the new rules: when none needs
+        conntrack any more, the namespace stops tracking (nf_ct_netns_put); entries stay and
+        time out. Raises ChainNotModelled for a base chain the model cannot run."""
+        self.hooks = build_hook_table(ruleset)
+        self.config = replace(self.config, ruleset=ruleset)
+        self.tracking = ruleset.needs_conntrack()
+
+    def set_sysctls(self, sysctls: Sysctls) -> None:
+        """Sysctls written mid-run: read by the trackers at each later packet (a timeout
+        applies from an entry's next refresh; nothing already in the table changes)."""
+        self.config = replace(self.config, sysctls=sysctls)
+
     # -- paths ----------------------------------------------------------------------------
 
     def _walk_input(self, w: _Walk, choose: Chooser) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from experiments.judging.compare import Diff, Verdict, compare_conntrack, compare_packets, verdict
+from experiments.judging.moments import timed_moves
 from experiments.judging.picks import Pick, Trial, replay_budget, search
 from experiments.judging.predicates import Observations, check_predicates
 from experiments.judging.replay import (
@@ -95,14 +96,15 @@ def judge_observed(spec: Spec, observed: Observed) -> Judgement:
     except (UnsupportedRule, ChainNotModelled) as e:
         return _unmodeled(spec, observed, str(e), warnings, notes)
     times = [(s.name, s.time) for s in observed.snapshots]
+    moves, move_problems = timed_moves(spec, observed)
     evidence = tuple((s.time, tuple(s.entries())) for s in observed.snapshots)
     packets = list(observed.packets)
     results: dict[int, tuple[Prediction, list[Diff]]] = {}
 
     def attempt(forced: Mapping[Pick, Tuple]) -> Trial:
         prediction, unseen = unseen_picks(config, packets, times, evidence=evidence,
-                                          forced=forced)
-        diffs = _differences(observed, prediction)
+                                          forced=forced, moves=moves)
+        diffs = _differences(observed, prediction) + move_problems
         trial = Trial(dict(forced), tuple((u.pick, u.choice) for u in unseen), len(diffs))
         results[id(trial)] = (prediction, diffs)
         return trial

@@ -9,7 +9,7 @@ and the model then follows the kernel's pick, so later packets stay comparable
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from experiments.observed import WirePacket
@@ -194,39 +194,59 @@ class _Run:
                               self.packets[index].time, self.forced, self.unseen)
 
 
+# A change of the world at a moment: applied to the modelled gateway at that time (a step that
+# changes the gateway's rules, conntrack table or sysctls; experiments/model_moves.py).
+TimedMove = tuple[float, Callable[[Gateway, float], object]]
+
+
 def replay(config: GatewayConfig, packets: list[WirePacket],
            snapshot_times: list[tuple[str, float]], *, evidence: Evidence = (),
-           forced: Mapping[Pick, Tuple] | None = None) -> Prediction:
+           forced: Mapping[Pick, Tuple] | None = None,
+           moves: Sequence[TimedMove] = ()) -> Prediction:
     """Run every captured incoming packet through a fresh modelled gateway.
 
     `evidence` is the kernel's tables as snapshotted (where picks the wire cannot show are
     read, and the packets the gateway's own sockets wrote are recovered); `forced` are picks
-    to follow where nothing shows the kernel's (see `unseen_picks`)."""
-    return _replay(config, packets, snapshot_times, evidence, forced or {})[0]
+    to follow where nothing shows the kernel's (see `unseen_picks`). `moves` are applied
+    between packets, each before the first packet captured after its time (and before a
+    snapshot taken after it), in time order."""
+    return _replay(config, packets, snapshot_times, evidence, forced or {}, moves)[0]
 
 
 def unseen_picks(config: GatewayConfig, packets: list[WirePacket],
                  snapshot_times: list[tuple[str, float]], *, evidence: Evidence = (),
-                 forced: Mapping[Pick, Tuple] | None = None
+                 forced: Mapping[Pick, Tuple] | None = None,
+                 moves: Sequence[TimedMove] = ()
                  ) -> tuple[Prediction, tuple[_Unseen, ...]]:
     """`replay`, and the choices in it that nothing showed (their allowed sets), in order."""
-    return _replay(config, packets, snapshot_times, evidence, forced or {})
+    return _replay(config, packets, snapshot_times, evidence, forced or {}, moves)
 
 
 def _replay(config: GatewayConfig, packets: list[WirePacket],
             snapshot_times: list[tuple[str, float]], evidence: Evidence,
-            forced: Mapping[Pick, Tuple]) -> tuple[Prediction, tuple[_Unseen, ...]]:
+            forced: Mapping[Pick, Tuple], moves: Sequence[TimedMove] = ()
+            ) -> tuple[Prediction, tuple[_Unseen, ...]]:
     run = _Run(Gateway(config), packets, evidence, forced)
     gateway = run.gateway
+    timeline = sorted(moves, key=lambda m: m[0])
     snapshots: list[tuple[str, float, tuple[Entry, ...]]] = []
     pending = sorted(snapshot_times, key=lambda s: s[1])
     consumed: set[int] = set()
     order: list[int] = []       # per sent packet: where the kernel's copy of it was captured
 
+    def catch_up(until: float) -> None:
+        """Snapshots and moves up to `until`, in time order (a move first at equal times:
+        its step ended before a later checkpoint's began)."""
+        while (pending and pending[0][1] <= until) or (timeline and timeline[0][0] <= until):
+            if timeline and (not pending or timeline[0][0] <= pending[0][1]):
+                at, apply = timeline.pop(0)
+                apply(gateway, at)
+            else:
+                name, at = pending.pop(0)
+                snapshots.append((name, at, tuple(gateway.entries(at))))
+
     for index, wp in enumerate(packets):
-        while pending and pending[0][1] <= wp.time:
-            name, at = pending.pop(0)
-            snapshots.append((name, at, tuple(gateway.entries(at))))
+        catch_up(wp.time)
         if wp.iface == LOOPBACK_NAME:
             # The gateway talking to itself: captured once, between POST_ROUTING on the way
             # out and PRE_ROUTING on the way back in.
@@ -260,8 +280,7 @@ def _replay(config: GatewayConfig, packets: list[WirePacket],
                     consumed.add(seen_at)
                 run.sent.append((index, answer.out_iface, data))
                 order.append(seen_at if seen_at is not None else index)
-    for name, at in pending:
-        snapshots.append((name, at, tuple(gateway.entries(at))))
+    catch_up(float("inf"))
     # In the kernel's capture order, so that outputs of packets in flight together line up
     # with the kernel's, whichever of them the kernel sent first.
     in_order = tuple(s for _, s in sorted(zip(order, run.sent, strict=True), key=lambda x: x[0]))

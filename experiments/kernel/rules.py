@@ -233,3 +233,47 @@ def clear_rules(host: HostHandle, backend: BackendName) -> None:
             host.run(command, input=text.encode())
         except CommandError as e:
             raise RulesError.refused("clearing rules", command, e) from None
+
+
+def replace_rules(host: HostHandle, backend: BackendName, rules_text: str,
+                  nft_text: str | None = None) -> LoadedRuleset:
+    """Replace `host`'s whole ruleset mid-run, in one load, and read it back.
+
+    nft: `flush ruleset` and the new text in one `nft -f -` transaction (the flush line is the
+    loader's, not the ruleset's: `fed` records the text without it). iptables and
+    iptables-legacy: the new text, plus every table the host holds now and the text does not
+    name, emptied (built-in chains only): a table the text leaves out is flushed, not kept.
+    For iptables-nft the whole input is one transaction; iptables-legacy replaces table by
+    table (each COMMIT is one table replace)."""
+    if BACKEND[backend].native_nft:
+        if nft_text is not None:
+            given = fed = nft_text
+            translation = None
+        else:
+            given = rules_text
+            fed = translation = translate(host, rules_text) if rules_text.strip() else ""
+        command: tuple[str, ...] = BACKEND[backend].restore
+        try:
+            host.run(command, input=("flush ruleset\n" + fed).encode())
+        except CommandError as e:
+            raise RulesError.refused(f"replacing {backend} rules", command, e) from None
+        return LoadedRuleset(host.name, backend, given, fed if fed.strip() else "",
+                             translation, read_rules(host, backend), command)
+    named = {ln.strip()[1:].strip() for ln in rules_text.splitlines()
+             if ln.strip().startswith("*")}
+    held = [ln[1:].strip() for ln in read_rules(host, backend).splitlines()
+            if ln.startswith("*")]
+    emptied = "".join(
+        f"*{t}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in chain_names(t)) + "COMMIT\n"
+        for t in held if t not in named)
+    text = rules_text if not rules_text.strip() or rules_text.endswith("\n") \
+        else rules_text + "\n"
+    fed = emptied + text if rules_text.strip() else emptied
+    command = BACKEND[backend].restore
+    if fed.strip():
+        try:
+            host.run(command, input=fed.encode())
+        except CommandError as e:
+            raise RulesError.refused(f"replacing {backend} rules", command, e) from None
+    return LoadedRuleset(host.name, backend, rules_text, fed if fed.strip() else "", None,
+                         read_rules(host, backend), command)

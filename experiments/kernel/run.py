@@ -10,7 +10,8 @@ The order matters and is the same for every run:
 3. the capture (tcpdump in the gateway) and the conntrack event log start, then the agents;
    only when all report ready does the clock start: `t0`;
 4. the spec's plan (`experiments.plan`, resolved before anything starts) runs in order; a
-   checkpoint reads the gateway's table (`conntrack -L`);
+   checkpoint reads the gateway's table (`conntrack -L`); a step that changes the world
+   (`experiments.kernel.moves`) runs its tool and records the moment it took effect;
 5. the final table is read, everything is stopped, and the result is returned as a frozen
    `Observation` whose times are all seconds since `t0` (the model's time base).
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from experiments.backends import BackendName
 from experiments.kernel.capture import Capture, CapturedPacket
 from experiments.kernel.conntrack import ConntrackEvent, EventLog, snapshot
+from experiments.kernel.moves import apply_move
 from experiments.kernel.rules import (
     LoadedRuleset,
     load_rules,
@@ -44,8 +46,8 @@ from experiments.kernel.rules import (
 )
 from experiments.kernel.traffic import Delivered, StepResult, Traffic
 from experiments.kernel.versions import Versions, collect_versions
-from experiments.observed import FINAL, Observed, Received, Snapshot, WirePacket
-from experiments.plan import Action, plan
+from experiments.observed import FINAL, Moment, Observed, Received, Snapshot, WirePacket
+from experiments.plan import Action, Move, plan
 from experiments.spec import Spec
 from nat.entry import Entry
 from topologies.hostexec import HostHandle, KernelError
@@ -97,6 +99,7 @@ class Observation:
     pcaps: dict[str, Path]                         # one LINKTYPE_RAW pcap per interface
     event_log: Path                                # conntrack -E output as printed
     capture_dropped: int | None                    # tcpdump's "dropped by kernel"
+    moments: tuple[Moment, ...] = ()               # when each move took effect
     timing: dict[str, float] = field(default_factory=dict)   # setup / traffic / teardown
     error: str | None = None                       # the failure that cut the traffic short
 
@@ -189,8 +192,17 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
             return StepResult(index, "checkpoint", snap.time, snap.time_end or snap.time, True,
                               f"{len(snap.lines)} entries")
 
+        moments: list[Moment] = []
+
+        def move(index: int, action: Move) -> StepResult:
+            start = time.time() - t0
+            did, fed = apply_move(net.hosts, topo.gateway, backend, action)
+            end = time.time() - t0
+            moments.append(Moment(index, end, fed))
+            return StepResult(index, action.action, start, end, True, did)
+
         traffic_began = time.monotonic()
-        results, error = _run_steps(traffic, actions, raw_seen, checkpoint)
+        results, error = _run_steps(traffic, actions, raw_seen, checkpoint, move)
         try:
             final = _snapshot(gw, FINAL, t0)
         except KernelError as e:
@@ -233,6 +245,7 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         pcaps=pcaps,
         event_log=events.path,
         capture_dropped=dropped,
+        moments=tuple(moments),
         timing=timing,
         error=error,
     )
@@ -240,7 +253,8 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
 
 def _run_steps(traffic: Traffic, actions: tuple[Action, ...],
                raw_seen: Callable[[bytes], bool],
-               checkpoint: Callable[[int, str], StepResult]
+               checkpoint: Callable[[int, str], StepResult],
+               move: Callable[[int, Move], StepResult]
                ) -> tuple[list[StepResult], str | None]:
     """The plan's steps in order, until one fails for want of natlab's machinery (an agent
     died, a command natlab needs failed): then the rest are not run and the failure is
@@ -250,7 +264,7 @@ def _run_steps(traffic: Traffic, actions: tuple[Action, ...],
         try:
             for hook in tuple(_BEFORE_STEP):
                 hook(index, traffic)
-            results.append(traffic.run_step(index, action, raw_seen, checkpoint))
+            results.append(traffic.run_step(index, action, raw_seen, checkpoint, move))
         except KernelError as e:
             left = len(actions) - index - 1
             return results, (f"step #{index + 1} failed, {left} later step(s) not run: {e}")
@@ -269,4 +283,5 @@ def observed_from(obs: Observation) -> Observed:
                                for s in obs.steps if not s.completed),
         ruleset_fed=obs.ruleset.fed if obs.ruleset.fed.strip() else None,
         error=obs.error,
+        moments=obs.moments,
     )

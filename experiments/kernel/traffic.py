@@ -48,7 +48,20 @@ from experiments.kernel.protocol import (
     to_json,
 )
 from experiments.observed import Received
-from experiments.plan import PING_PAYLOAD, Checkpoint, Ping, RawPacket, Sleep, TcpFlow, UdpFlow
+from experiments.plan import (
+    PING_PAYLOAD,
+    Checkpoint,
+    ConntrackChange,
+    Move,
+    Ping,
+    RawPacket,
+    SetHostRules,
+    SetRules,
+    SetSysctls,
+    Sleep,
+    TcpFlow,
+    UdpFlow,
+)
 from topologies.description import Topology
 from topologies.hostexec import HostHandle, KernelError
 
@@ -453,9 +466,11 @@ class Traffic:
 
     def run_step(self, index: int, action: object,
                  raw_seen: Callable[[bytes], bool] | None = None,
-                 checkpoint: Callable[[int, str], StepResult] | None = None) -> StepResult:
+                 checkpoint: Callable[[int, str], StepResult] | None = None,
+                 move: Callable[[int, Move], StepResult] | None = None) -> StepResult:
         """Run one action of the spec's plan. A checkpoint is `checkpoint`'s (it reads the
-        gateway's table, which the agents cannot); without one, it has nothing to send."""
+        gateway's table, which the agents cannot), a step that changes the world is `move`'s
+        (it runs tools in the namespaces); without them, it has nothing to send."""
         match action:
             case UdpFlow():
                 return self.udp(index, action.sender, action.dst, action.sport, action.dport,
@@ -478,6 +493,9 @@ class Traffic:
                 return self.sleep(index, seconds)
             case Checkpoint(name=name) if checkpoint is not None:
                 return checkpoint(index, name)
+            case SetRules() | ConntrackChange() | SetSysctls() | SetHostRules() \
+                    if move is not None:
+                return move(index, action)
             case _:
                 now = self._now()
                 return StepResult(index, str(getattr(action, "action", type(action).__name__)),

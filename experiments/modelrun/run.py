@@ -11,14 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments import craft
-from experiments.model_config import spec_config
+from experiments.model_config import move_ruleset, spec_config
+from experiments.model_moves import GatewayMoves
 from experiments.modelrun.world import World
 from experiments.observed import Received
 from experiments.plan import (
     Action,
     Checkpoint,
+    ConntrackChange,
     Ping,
     RawPacket,
+    SetHostRules,
+    SetRules,
+    SetSysctls,
     Sleep,
     TcpFlow,
     UdpFlow,
@@ -31,6 +36,8 @@ from nat.listing import render
 from nat.pipeline import Gateway
 from nat.profile import LINUX_LATEST, KernelProfile
 from nat.rules.iptables import parse_iptables_restore
+
+MOVE_TIME = 0.01     # model time a step that changes the world takes (a tool runs)
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,14 @@ def run_on_model(spec: Spec, *, profile: KernelProfile = LINUX_LATEST) -> ModelR
                   host_rules={h: parse_iptables_restore(text)
                               for h, text in spec.host_rules.items()})
     checkpoints: list[tuple[str, tuple[Entry, ...]]] = []
+    movers = GatewayMoves(spec.sysctls, lambda mv, fed: move_ruleset(spec, mv, fed))
     for action in plan(spec).actions:
+        if isinstance(action, SetRules | ConntrackChange | SetSysctls | SetHostRules):
+            world.now += MOVE_TIME
+            movers.apply(world.gateway, action, world.now)
+            if isinstance(action, SetHostRules):
+                world.host_rules[action.host] = parse_iptables_restore(action.rules)
+            continue
         _run_action(world, action, checkpoints)
     return ModelResult(
         name=spec.name,

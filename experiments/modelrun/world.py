@@ -26,6 +26,13 @@ from nat.rules.ast import Drop, Reject, Ruleset
 from topologies.description import Host, Topology
 
 PACKET_GAP = 0.0005   # model time between one packet and the next
+# REJECT --reject-with kinds answered with ICMP destination unreachable, and their codes
+# (net/ipv4/netfilter/ipt_REJECT.c).
+REJECT_CODES: dict[str, int] = {
+    "icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-proto-unreachable": 2,
+    "icmp-port-unreachable": 3, "icmp-net-prohibited": 9, "icmp-host-prohibited": 10,
+    "icmp-admin-prohibited": 13,
+}
 
 
 @dataclass
@@ -180,8 +187,9 @@ class World:
     def _answer(self, host: Host, pkt: Packet) -> list[Packet]:
         if pkt.ip.dst not in host.addresses():
             return []
-        if self._dropped_by_host_rules(host, pkt):
-            return []
+        refused = self._refused_by_host_rules(host, pkt)
+        if refused is not None:
+            return refused
         l4 = pkt.l4
         if isinstance(l4, UdpHeader):
             return self._udp_in(host, pkt, l4)
@@ -195,19 +203,24 @@ class World:
                                    payload=pkt.payload)]
         return []
 
-    def _dropped_by_host_rules(self, host: Host, pkt: Packet) -> bool:
-        """A host's own filter INPUT rules (spec `host_rules`), as a new packet meets them.
-        The stand-in hosts keep no conntrack of their own, so every packet counts as NEW."""
+    def _refused_by_host_rules(self, host: Host, pkt: Packet) -> list[Packet] | None:
+        """A host's own filter INPUT rules (spec `host_rules`), as a new packet meets them:
+        None when they accept it, else what the host answers (nothing for DROP, the ICMP
+        error of an ICMP REJECT, as ipt_REJECT's nf_send_unreach; a tcp-reset REJECT is
+        modelled as a drop). The stand-in hosts keep no conntrack of their own, so every
+        packet counts as NEW."""
         rules = self.host_rules.get(host.name)
         if rules is None:
-            return False
+            return None
         in_iface = next((i.name for i in host.interfaces if pkt.ip.src in i.network),
                         host.interfaces[0].name)
         for chain in rules.base_chains(Hook.LOCAL_IN, "filter"):
             outcome = evaluate(rules, chain, RuleContext(pkt, in_iface, None, "NEW"))
+            if isinstance(outcome.target, Reject) and outcome.target.with_ in REJECT_CODES:
+                return [craft.icmp_error(pkt.ip.dst, pkt, 3, REJECT_CODES[outcome.target.with_])]
             if isinstance(outcome.target, Drop | Reject):
-                return True
-        return False
+                return []
+        return None
 
     def _udp_in(self, host: Host, pkt: Packet, udp: UdpHeader) -> list[Packet]:
         key = (host.name, udp.dport)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from experiments.bundle_format import MAX_PACKET_LINES, format_problem
-from experiments.observed import Observed, Received, Snapshot, WirePacket
+from experiments.observed import Moment, Observed, Received, Snapshot, WirePacket
 from experiments.records.safe_read import BundleError, parse_json
 from nat.listing import ListingError, parse_line
 from nat.sysctl import Sysctls
@@ -173,7 +173,17 @@ def observed(bundle: Path, doc: Any, wire: tuple[WirePacket, ...]) -> Observed:
         incomplete_steps=f.texts(obj.get("incomplete_steps", []), "incomplete_steps"),
         ruleset_fed=f.opt_text(obj.get("ruleset_fed"), "ruleset_fed"),
         error=f.opt_text(obj.get("error"), "error"),
+        moments=f.items(obj.get("moments", []), "moments", lambda v, w: _moment(f, v, w)),
     )
+
+
+def _moment(f: Fields, value: Any, where: str) -> Moment:
+    obj = f.obj(value, where)
+    step = f.number(f.key(obj, "step", where), f"{where}.step")
+    if step != int(step) or step < 0:
+        raise f.fail(f"{where}.step", "not a step index")
+    return Moment(int(step), f.number(f.key(obj, "time", where), f"{where}.time"),
+                  f.opt_text(obj.get("fed"), f"{where}.fed"))
 
 
 def _snapshot(f: Fields, value: Any, where: str) -> Snapshot:

@@ -423,9 +423,16 @@ class Ruleset:
         return any(c.kind == "nat" and c.is_base for c in self.chains)
 
     def needs_conntrack(self) -> bool:
-        """Conntrack runs in the namespace: a NAT chain exists or a rule tests ct state."""
-        return self.has_nat() or any(
-            r.match.ctstate is not None for c in self.chains for r in c.rules)
+        """Conntrack runs in the namespace: a rule has a NAT target or tests ct state.
+
+        What takes the namespace's conntrack reference (nf_ct_netns_get) is the rule, not the
+        chain: the NAT targets' checkentry/init (xt_nat.c, xt_MASQUERADE.c, xt_REDIRECT.c,
+        nft_nat.c, nft_masq.c, nft_redir.c) and the conntrack matches; a NAT base chain alone
+        (iptable_nat.c, nft_chain_nat.c) registers the NAT hooks but tracks nothing. Seen on
+        6.18 with every backend: after the last NAT rule is flushed from a nat chain that
+        stays, a new flow gets no entry (spec rules-add-delete-flush)."""
+        return any(isinstance(r.target, NAT_TARGETS) or r.match.ctstate is not None
+                   for c in self.chains for r in c.rules)
 
     def rules(self) -> tuple[Rule, ...]:
         """Every rule of every chain, in chain order."""

@@ -89,7 +89,8 @@ def test_equal_priorities_run_newest_first() -> None:
 
 def test_nat_chains_run_inside_the_nat_core_at_its_priority() -> None:
     rs = parse_nft(table(
-        "n1 { type nat hook prerouting priority -150; policy accept; }",
+        "n1 { type nat hook prerouting priority -150; policy accept; "
+        "udp dport 1 dnat to 192.168.1.8; }",
         "f { type filter hook prerouting priority -150; policy accept; }",
         "n2 { type nat hook prerouting priority -150; policy accept; }",
         "n3 { type nat hook prerouting priority -160; policy accept; }"))
@@ -152,7 +153,7 @@ def test_an_output_chain_below_conntrack_sees_invalid(priority: int, dropped: bo
 ])
 def test_a_tie_with_a_fixed_callback_is_refused_naming_the_chain(chain: str,
                                                                  tied_with: str) -> None:
-    text = ("table ip t {\n chain n { type nat hook postrouting priority srcnat; }\n"
+    text = ("table ip t {\n chain n { type nat hook postrouting priority srcnat; masquerade; }\n"
             f" chain odd {{\n  {chain}\n }}\n}}\n")
     with pytest.raises(ChainNotModelled) as info:
         parse_nft(text)

@@ -103,8 +103,11 @@ def _nft_gateway(chain: str) -> Gateway:
 def test_a_drop_rule_at_each_forwarding_hook(hook: str, kind: str, where: Hook) -> None:
     """nft base chains (iptables has no filter chain at PRE/POSTROUTING): a drop at each hook
     a forwarded packet passes ends its walk there."""
+    # A nat chain runs only for tracked packets (nf_nat_inet_fn accepts a packet without a
+    # ct), and a nat chain alone takes no conntrack reference: `ct state` does.
+    ct = " ct state new" if kind == "nat" else ""
     gw = _nft_gateway(f"chain pre {{ type {kind} hook {hook} priority 0; policy accept; "
-                      f'iifname "lan0" drop }}')
+                      f'iifname "lan0"{ct} drop }}')
     j = gw.receive(_query(), "lan0", 1.0)
     assert j.verdict == "DROP" and j.packet_out is None, j.render()
     last = j.steps[-1]
