@@ -7,7 +7,8 @@ reader wants (versions, the ruleset as loaded, pcaps per interface, the event lo
 prediction, the diffs and the verdict):
 
     spec.toml  meta.json  observed.json  packets.jsonl  prediction.json  verdict.json
-    ruleset.txt  conntrack/<snapshot>.txt  events.txt  pcap/<iface>.pcap  pcap/all.pcap
+    ruleset.txt  conntrack/<snapshot>.txt  events.txt
+    pcap/all.pcapng  pcap/by-interface/<iface>.pcapng
 
 `meta.json` carries `format`. Its history (a reader takes every version listed here, and
 refuses any other in one line rather than guessing):
@@ -15,6 +16,12 @@ refuses any other in one line rather than guessing):
 - 1: the first format (issue 5).
 - 2: `observed.json`'s `received` items also carry the host's receive `time` and the `note`
   (what kind of delivery it was); readers of version 1 take time 0.0 and no note.
+- 3: the captures are pcapng for people (`experiments.kernel.wireshark`): `pcap/all.pcapng`
+  (every interface of the gateway, named) and `pcap/by-interface/<iface>.pcapng`, each
+  packet with its direction and the model's journey as comments; natlab's marker frame and
+  marker entry are no longer in the captures and events.txt. Formats 1 and 2 had
+  `pcap/all.pcap` (tcpdump's LINUX_SLL2 file) and `pcap/<iface>.pcap` (LINKTYPE_RAW).
+  `natlab judge` reads none of these, so all three versions are judged alike.
 
 A bundle is untrusted input (people download them from course pages). `natlab judge` reads
 only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON
@@ -27,8 +34,8 @@ bound what a forged bundle can make the reader allocate.
 
 from __future__ import annotations
 
-FORMAT = 2
-READABLE_FORMATS: frozenset[int] = frozenset({1, 2})
+FORMAT = 3
+READABLE_FORMATS: frozenset[int] = frozenset({1, 2, 3})
 
 KiB = 1024
 MiB = 1024 * KiB

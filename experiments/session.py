@@ -20,6 +20,7 @@ from experiments.kernel.bundle import write_bundle
 from experiments.kernel.run import Observation, observed_from, run_on_kernel
 from experiments.observed import Observed
 from experiments.records.bundle import documents
+from experiments.records.packet_notes import packet_comments
 from experiments.records.show import RunRecord
 from experiments.spec import Spec
 from topologies.hostexec import KernelError
@@ -84,7 +85,9 @@ def run_spec(spec: Spec, results: Path, model_problem: UserError | None = None) 
     try:
         judged = run_and_judge(spec, files, model_problem)
         obs = judged.observation
-        bundle = write_bundle(results, spec, obs, judged.observed, documents(judged.judgement))
+        comments = packet_comments(judged.observed.packets, judged.judgement.prediction)
+        bundle = write_bundle(results, spec, obs, judged.observed, documents(judged.judgement),
+                              comments)
     finally:
         shutil.rmtree(files, ignore_errors=True)
     return RunRecord(spec, obs.run_id, obs.checkpoints, obs.final, obs.received,
