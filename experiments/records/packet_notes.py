@@ -99,6 +99,8 @@ def _went(pair: _Pair) -> str:
 def _outcome(journey: Journey, pairs: Sequence[_Pair]) -> str:
     if journey.verdict == "ACCEPT" and pairs:
         return "=> " + ", ".join(_went(p) for p in pairs)
+    if journey.verdict == "ACCEPT" and journey.out_iface:
+        return f"=> out {journey.out_iface}"
     if journey.verdict == "LOCAL":
         return "=> delivered to the gateway's own stack"
     last = journey.steps[-1] if journey.steps else None
