@@ -14,7 +14,7 @@ import dpkt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.utils import PcapNgReader
+from scapy.utils import RawPcapNgReader
 
 from experiments.kernel.capture import (
     ETH_P_IP,
@@ -45,10 +45,15 @@ def nano_pcap(records: list[tuple[int, bytes]]) -> bytes:
 
 
 def read(path: Path) -> list[tuple[Decimal, str, int, list[str], bytes]]:
-    """(time, interface name, direction flag, comments, frame) of each packet, by scapy."""
-    with PcapNgReader(str(path)) as reader:
-        return [(p.time, p.sniffed_on, p.direction,
-                 [c.decode() for c in p.comments or []], bytes(p)) for p in reader]
+    """(time, interface name, direction flag, comments, frame) of each packet, by scapy's
+    raw reader (the frame's bytes as stored, whatever scapy could dissect of them)."""
+    out = []
+    with RawPcapNgReader(str(path)) as reader:
+        for data, meta in reader:
+            ticks = (meta.tshigh << 32) | meta.tslow
+            out.append((Decimal(ticks) / meta.tsresol, meta.ifname.decode(), meta.direction,
+                        [c.decode() for c in meta.comments or []], data))
+    return out
 
 
 T0 = 1_796_411_682_114_513_789      # ns: more digits than a float keeps
