@@ -160,10 +160,26 @@ def ifname_of(ifindex: int, ifnames: Mapping[int, str]) -> str:
 
 
 def parse_sll2_capture(blob: bytes, ifnames: Mapping[int, str]) -> list[CapturedPacket]:
-    """The IPv4 packets of an SLL2 pcap, in capture order."""
-    return [CapturedPacket(f.time, f.ifindex, ifname_of(f.ifindex, ifnames), f.direction,
-                           f.payload)
-            for f in read_sll2_frames(blob) if f.is_ipv4]
+    """The IPv4 packets of an SLL2 pcap, in capture order: exactly the frames of
+    `read_sll2_frames` that are `is_ipv4` (tests hold the two to that), read here without
+    the intermediate frames, since `Capture.wait_for` reads the whole file on every poll."""
+    linktype, records = _read_pcap(blob)
+    if linktype == -1:
+        return []
+    if linktype != LINKTYPE_LINUX_SLL2:
+        raise CaptureError(f"capture has link type {linktype}, expected LINUX_SLL2 (276)")
+    out: list[CapturedPacket] = []
+    for rec in records:
+        if len(rec.data) < SLL2_HEADER_LEN:
+            continue
+        proto, _res, ifindex, _hatype, pkttype, _alen = struct.unpack(
+            "!HHIHBB", rec.data[:12])
+        if proto != ETH_P_IP:
+            continue
+        direction: Direction = "out" if pkttype == PACKET_OUTGOING else "in"
+        out.append(CapturedPacket(rec.time, ifindex, ifname_of(ifindex, ifnames),
+                                  direction, rec.data[SLL2_HEADER_LEN:]))
+    return out
 
 
 def write_raw_pcap(path: Path, packets: Iterable[tuple[float, bytes]]) -> Path:

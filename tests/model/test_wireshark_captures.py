@@ -22,6 +22,7 @@ from experiments.kernel.capture import (
     LINKTYPE_LINUX_SLL2,
     PACKET_OUTGOING,
     parse_sll2_capture,
+    read_sll2_frames,
 )
 from experiments.kernel.conntrack import event_text
 from experiments.kernel.pcapng import Interface, Packet, write_pcapng
@@ -151,3 +152,23 @@ def test_event_text_leaves_out_the_marker_and_the_cut_last_line(tmp_path: Path) 
                    "[1795437230.605633]\t")
     assert event_text(log) == real + "\n"
     assert event_text(tmp_path / "absent.txt") == ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**40), st.sampled_from([ETH_P_IP, 0x0806, ETH_P_MARKER,
+                                                                  0x86DD]),
+                          st.integers(1, 5), st.sampled_from([0, 1, PACKET_OUTGOING]),
+                          st.binary(max_size=30), st.booleans()), max_size=12))
+def test_the_numbered_frames_are_the_judged_packets(
+        records: list[tuple[int, int, int, int, bytes, bool]]) -> None:
+    """The bundle numbers the IPv4 frames of `read_sll2_frames` as packet #1, #2 ...;
+    `parse_sll2_capture` (its own fast loop) must give exactly those packets, in order;
+    records too short for an SLL2 header count in neither."""
+    blob = nano_pcap([(ns, sll2(proto, ifindex, pkttype, payload) if whole else b"\0" * 7)
+                      for ns, proto, ifindex, pkttype, payload, whole in records])
+    names = {1: "lo", 2: "lan0"}
+    frames = [f for f in read_sll2_frames(blob) if f.is_ipv4]
+    judged = parse_sll2_capture(blob, names)
+    assert [(p.time, p.ifindex, p.ifname, p.direction, p.data) for p in judged] == [
+        (f.time, f.ifindex, names.get(f.ifindex, f"if{f.ifindex}"), f.direction, f.payload)
+        for f in frames]
