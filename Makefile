@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := mininet iptables nftables conntrack tcpdump ethtool iproute2 iputils-ping \
-                bridge-utils python3-venv bubblewrap
+                bridge-utils python3-venv bubblewrap tshark
 STAMP := $(VENV)/.natlab-installed
 
 .PHONY: demo test lint bench mutation setup deps clean-venv
@@ -46,7 +46,9 @@ mutation: setup
 
 setup: deps $(STAMP)
 
-# Debian packages: only what is missing is installed (apt-get update runs only then).
+# Debian packages: only what is missing is installed (apt-get update runs only then). tshark
+# (the tests read bundles' captures with it) asks whether non-root users may capture; the
+# noninteractive frontend takes the default, no.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -7,7 +7,8 @@ reader wants (versions, the ruleset as loaded, pcaps per interface, the event lo
 prediction, the diffs and the verdict):
 
     spec.toml  meta.json  observed.json  packets.jsonl  prediction.json  verdict.json
-    ruleset.txt  conntrack/<snapshot>.txt  events.txt  pcap/<iface>.pcap  pcap/all.pcap
+    ruleset.txt  conntrack/<snapshot>.txt  events.txt
+    pcap/all.pcapng  pcap/by-interface/<iface>.pcapng
 
 `meta.json` carries `format`. Its history (a reader takes every version listed here, and
 refuses any other in one line rather than guessing):
@@ -21,6 +22,12 @@ refuses any other in one line rather than guessing):
   changes the world (`rules`, `conntrack`, `sysctl`, `host_rules`) took effect, and the
   ruleset text a `rules` step fed; readers of versions 1 and 2 take none (those specs had no
   such steps). And `error`: the infrastructure failure that cut the run short, if any.
+  The captures are pcapng for people (`experiments.kernel.wireshark`): `pcap/all.pcapng`
+  (every interface of the gateway, named) and `pcap/by-interface/<iface>.pcapng`, each
+  packet with its direction and the model's journey as comments; natlab's marker frame and
+  marker entry are no longer in the captures and events.txt. Formats 1 and 2 had
+  `pcap/all.pcap` (tcpdump's LINUX_SLL2 file) and `pcap/<iface>.pcap` (LINKTYPE_RAW).
+  `natlab judge` reads none of these, so captures of every version are judged alike.
 
 A bundle is untrusted input (people download them from course pages). `natlab judge` reads
 only the files in `JUDGED_FILES`, each a regular file of at most `FILE_LIMITS` bytes (JSON

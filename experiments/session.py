@@ -25,6 +25,7 @@ from experiments.kernel.run import (
 )
 from experiments.observed import Observed
 from experiments.records.bundle import documents
+from experiments.records.packet_notes import packet_comments
 from experiments.records.show import RunRecord
 from experiments.spec import Spec
 from topologies.hostexec import KernelError
@@ -94,7 +95,9 @@ def run_spec(spec: Spec, results: Path, model_problem: UserError | None = None) 
     try:
         judged = run_and_judge(spec, files, model_problem)
         obs = judged.observation
-        bundle = write_bundle(results, spec, obs, judged.observed, documents(judged.judgement))
+        comments = packet_comments(judged.observed.packets, judged.judgement.prediction)
+        bundle = write_bundle(results, spec, obs, judged.observed, documents(judged.judgement),
+                              comments)
     finally:
         shutil.rmtree(files, ignore_errors=True)
     return RunRecord(spec, obs.run_id, obs.checkpoints, obs.final, obs.received,

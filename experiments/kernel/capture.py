@@ -75,6 +75,37 @@ class CapturedPacket:
 class _Record:
     time: float
     data: bytes
+    stamp_ns: int = 0       # the same time, exact: nanoseconds since the epoch
+
+
+@dataclass(frozen=True)
+class Sll2Frame:
+    """One record of an SLL2 capture, its 20-byte header taken apart (`payload` follows it).
+    `stamp_ns` is the record's time exactly as tcpdump wrote it."""
+
+    stamp_ns: int
+    time: float
+    protocol: int            # the ethertype: 0x0800 IPv4, 0x0806 ARP, ETH_P_MARKER ...
+    ifindex: int
+    hatype: int
+    pkttype: int
+    halen: int
+    addr: bytes              # 8 bytes, the first `halen` of them the link-layer address
+    payload: bytes
+
+    @property
+    def direction(self) -> Direction:
+        return "out" if self.pkttype == PACKET_OUTGOING else "in"
+
+    @property
+    def is_ipv4(self) -> bool:
+        """One of the packets natlab judges (and numbers: packet #1, #2 ... of a bundle)."""
+        return self.protocol == ETH_P_IP
+
+    @property
+    def is_marker(self) -> bool:
+        """natlab's own end-of-capture marker (`Capture.drain`), never the experiment's."""
+        return self.protocol == ETH_P_MARKER
 
 
 def _read_pcap(blob: bytes) -> tuple[int, list[_Record]]:
@@ -90,6 +121,7 @@ def _read_pcap(blob: bytes) -> tuple[int, list[_Record]]:
         raise CaptureError(f"not a pcap file (magic {blob[:4].hex()})")
     magic = struct.unpack(endian + "I", blob[:4])[0]
     scale = 1e-9 if magic == _MAGIC_NSEC else 1e-6
+    ns_per_tick = 1 if magic == _MAGIC_NSEC else 1000
     linktype = struct.unpack(endian + "I", blob[20:24])[0] & 0x0FFFFFFF
     records: list[_Record] = []
     off = 24
@@ -97,13 +129,40 @@ def _read_pcap(blob: bytes) -> tuple[int, list[_Record]]:
         sec, frac, incl, _orig = struct.unpack(endian + "IIII", blob[off:off + 16])
         if off + 16 + incl > len(blob):
             break
-        records.append(_Record(sec + frac * scale, blob[off + 16:off + 16 + incl]))
+        records.append(_Record(sec + frac * scale, blob[off + 16:off + 16 + incl],
+                               sec * 1_000_000_000 + frac * ns_per_tick))
         off += 16 + incl
     return linktype, records
 
 
+def read_sll2_frames(blob: bytes) -> list[Sll2Frame]:
+    """Every complete frame of an SLL2 pcap, in capture order (records too short to hold
+    the SLL2 header are left out)."""
+    linktype, records = _read_pcap(blob)
+    if linktype == -1:
+        return []
+    if linktype != LINKTYPE_LINUX_SLL2:
+        raise CaptureError(f"capture has link type {linktype}, expected LINUX_SLL2 (276)")
+    out: list[Sll2Frame] = []
+    for rec in records:
+        if len(rec.data) < SLL2_HEADER_LEN:
+            continue
+        proto, _res, ifindex, hatype, pkttype, halen, addr = struct.unpack(
+            "!HHIHBB8s", rec.data[:SLL2_HEADER_LEN])
+        out.append(Sll2Frame(rec.stamp_ns, rec.time, proto, ifindex, hatype, pkttype, halen,
+                             addr, rec.data[SLL2_HEADER_LEN:]))
+    return out
+
+
+def ifname_of(ifindex: int, ifnames: Mapping[int, str]) -> str:
+    """The gateway's name for `ifindex` (`if<N>` for one that was gone when names were read)."""
+    return ifnames.get(ifindex, f"if{ifindex}")
+
+
 def parse_sll2_capture(blob: bytes, ifnames: Mapping[int, str]) -> list[CapturedPacket]:
-    """The IPv4 packets of an SLL2 pcap, in capture order."""
+    """The IPv4 packets of an SLL2 pcap, in capture order: exactly the frames of
+    `read_sll2_frames` that are `is_ipv4` (tests hold the two to that), read here without
+    the intermediate frames, since `Capture.wait_for` reads the whole file on every poll."""
     linktype, records = _read_pcap(blob)
     if linktype == -1:
         return []
@@ -118,7 +177,7 @@ def parse_sll2_capture(blob: bytes, ifnames: Mapping[int, str]) -> list[Captured
         if proto != ETH_P_IP:
             continue
         direction: Direction = "out" if pkttype == PACKET_OUTGOING else "in"
-        out.append(CapturedPacket(rec.time, ifindex, ifnames.get(ifindex, f"if{ifindex}"),
+        out.append(CapturedPacket(rec.time, ifindex, ifname_of(ifindex, ifnames),
                                   direction, rec.data[SLL2_HEADER_LEN:]))
     return out
 
@@ -275,16 +334,6 @@ class Capture:
             if time.monotonic() > deadline:
                 return False
             time.sleep(poll)
-
-    def write_per_interface(self, directory: Path, *, prefix: str = "gateway-"
-                            ) -> dict[str, Path]:
-        """One LINKTYPE_RAW pcap per interface that carried packets: name -> path."""
-        by_if: dict[str, list[tuple[float, bytes]]] = {}
-        for p in self.packets():
-            by_if.setdefault(p.ifname, []).append((p.time, p.data))
-        directory.mkdir(parents=True, exist_ok=True)
-        return {name: write_raw_pcap(directory / f"{prefix}{name}.pcap", pkts)
-                for name, pkts in sorted(by_if.items())}
 
     def __enter__(self) -> Capture:
         self.start()

@@ -8,7 +8,8 @@ checked, and an empty table is a normal answer.
 The event log runs `conntrack -E -o timestamp` in the gateway for the whole traffic phase. It
 is "ready" only once its netlink socket has joined the conntrack multicast groups (read from
 /proc/<pid>/net/netlink), and it stops only once a marker event sent after the traffic is in
-its file, so no event of the run is lost at either end.
+its file, so no event of the run is lost at either end. The marker's own events are natlab's,
+not the experiment's: `events()` and the bundle's events.txt (`event_text`) leave them out.
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ MARKER_SRC = "127.255.0.1"
 MARKER_DST = "127.255.0.2"
 
 NETLINK_NETFILTER = 12  # include/uapi/linux/netlink.h
+
+
+def is_marker_line(line: str) -> bool:
+    """Whether an event line is about natlab's end-of-log marker entry (its NEW, its
+    DESTROY by `conntrack -D` or by its timeout): those addresses carry nothing else."""
+    return f"src={MARKER_SRC} dst={MARKER_DST} " in line
+
+
+def event_text(path: Path) -> str:
+    """The event log as people get it in a bundle: conntrack's lines as printed, without the
+    marker's. A last line without its newline is left out too: conntrack was stopped while
+    printing it, after the marker's NEW (`drain`), so it is the marker's DESTROY (seen as
+    a bare time stamp)."""
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")[:-1]        # complete lines only
+    return "".join(line + "\n" for line in lines if not is_marker_line(line))
 
 
 class ObserveError(KernelError):
@@ -229,7 +248,7 @@ class EventLog:
         out: list[ConntrackEvent] = []
         for line in self.path.read_text(errors="replace").splitlines():
             ev = parse_event_line(line)
-            if ev is not None and f"src={MARKER_SRC} dst={MARKER_DST} " not in line:
+            if ev is not None and not is_marker_line(line):
                 out.append(ev)
         return out
 

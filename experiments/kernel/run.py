@@ -96,7 +96,6 @@ class Observation:
     versions: Versions
     ifnames: dict[int, str]                        # the gateway's interfaces
     pcap: Path                                     # the whole capture (LINUX_SLL2)
-    pcaps: dict[str, Path]                         # one LINKTYPE_RAW pcap per interface
     event_log: Path                                # conntrack -E output as printed
     capture_dropped: int | None                    # tcpdump's "dropped by kernel"
     moments: tuple[Moment, ...] = ()               # when each move took effect
@@ -218,7 +217,6 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         delivered = {h: tuple(d) for h, d in traffic.delivered().items()}
         packets = tuple(replace(p, time=p.time - t0) for p in capture.packets())
         event_list = tuple(replace(e, time=e.time - t0) for e in events.events())
-        pcaps = capture.write_per_interface(workdir)
         ifnames = capture.ifnames
         dropped = capture.dropped
         timing["stop"] = time.monotonic() - stopping
@@ -242,7 +240,6 @@ def run_on_kernel(spec: Spec, *, workdir: Path, run_id: str | None = None) -> Ob
         versions=versions,
         ifnames=ifnames,
         pcap=capture.path,
-        pcaps=pcaps,
         event_log=events.path,
         capture_dropped=dropped,
         moments=tuple(moments),

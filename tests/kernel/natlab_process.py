@@ -37,7 +37,7 @@ def own_lines(stderr: str) -> list[str]:
 STATE_DIR = Path("/run/natlab")
 RUN_ID_RE = re.compile(r"nl[0-9a-z]{4}")
 BUNDLE_FILES = ("spec.toml", "meta.json", "observed.json", "packets.jsonl", "prediction.json",
-                "verdict.json", "ruleset.txt", "conntrack/final.txt", "pcap/all.pcap")
+                "verdict.json", "ruleset.txt", "conntrack/final.txt", "pcap/all.pcapng")
 
 
 def natlab(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:

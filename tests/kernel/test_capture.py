@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import dpkt
 import pytest
+from scapy.utils import RawPcapNgReader
 
-from experiments.kernel.capture import Capture, CapturedPacket, read_raw_pcap
+from experiments.kernel.capture import Capture, CapturedPacket, read_sll2_frames
 from experiments.kernel.rules import load_rules
 from experiments.kernel.traffic import Traffic
+from experiments.kernel.wireshark import write_captures
 from topologies.mininet_net import Network
 
 RULES = """*nat
@@ -147,29 +148,35 @@ def test_wait_for_sees_packets_while_running(traffic: Traffic, capture: Capture)
     assert not capture.wait_for(lambda ps: len(ps) > 10_000, 0.05)
 
 
-def test_per_interface_pcaps_open_in_other_readers(
+def test_bundle_captures_of_a_live_capture_open_in_other_readers(
         traffic: Traffic, capture: Capture, tmp_path: Path) -> None:
     assert traffic.tcp(0, "laptop", DESKTOP, 37620, 443, send=b"a", reply=b"b",
                        close="rst", listeners=["desktop"]).completed
     capture.stop()
-    files = capture.write_per_interface(tmp_path / "pcaps")
-    assert set(files) == {"lan0", "wan0"}
     everything = capture.packets()
-    for name, path in files.items():
-        mine = [(p.time, p.data) for p in everything if p.ifname == name]
-        back = read_raw_pcap(path)
-        assert [d for _, d in back] == [d for _, d in mine]
-        assert all(abs(a - b) < 1e-6 for (a, _), (b, _) in zip(back, mine, strict=True))
-        # dpkt and tcpdump itself read the file (what Wireshark opens, too).
-        with open(path, "rb") as f:
-            reader = dpkt.pcap.Reader(f)
-            assert reader.datalink() in (12, 14, 101)   # LINKTYPE_RAW (DLT_RAW varies)
-            assert len(list(reader)) == len(mine)
+    comments = {n: (f"packet #{n + 1}",) for n in range(len(everything))}
+    written = write_captures(capture.path, capture.ifnames, comments, tmp_path / "pcap")
+    assert {p.name for p in written} == {"all.pcapng", "lan0.pcapng", "wan0.pcapng"}
+    frames = read_sll2_frames(capture.path.read_bytes())
+    assert any(f.is_marker for f in frames)          # natlab's drain marker: in its own file,
+    for path in written:                              # not in what people get
+        name = path.stem
+        mine = [p for p in everything if name in ("all", p.ifname)]
+        with RawPcapNgReader(str(path)) as reader:
+            back = list(reader)
+        ipv4 = [(d, m) for d, m in back if d[14:16] == b"\x08\x00"]
+        assert [d[16:] for d, _ in ipv4] == [p.data for p in mine]
+        assert [m.ifname.decode() for _, m in ipv4] == [p.ifname for p in mine]
+        assert [m.direction for _, m in ipv4] == [1 if p.direction == "in" else 2 for p in mine]
+        assert [m.comments[0].decode() for _, m in ipv4] == [
+            f"packet #{everything.index(p) + 1}" for p in mine]
+        stamps = [((m.tshigh << 32) | m.tslow) / m.tsresol for _, m in ipv4]
+        assert all(abs(t - p.time) < 1e-6 for t, p in zip(stamps, mine, strict=True))
+        assert not [d for d, _ in back if d[14:16] == b"\x88\xb5"]
         out = subprocess.run(["tcpdump", "-n", "-r", str(path)], capture_output=True,
                              check=True, timeout=10)
-        lines = out.stdout.decode().splitlines()
-        assert len(lines) == len(mine)
-        assert all(" IP " in ln for ln in lines)
+        assert sum(" IP " in ln for ln in out.stdout.decode().splitlines()) == len(mine)
+        assert b"arning" not in out.stderr
 
 
 def test_stop_ends_our_tcpdump(home_net: Network, tmp_path: Path) -> None:
