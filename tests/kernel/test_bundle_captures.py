@@ -69,11 +69,12 @@ def _tshark(path: Path) -> list[list[str]]:
     argv = [*NOBODY, "tshark", "-r", str(path), "-T", "fields", "-E", "separator=/t",
             "-E", "occurrence=f", *(x for f in FIELDS for x in ("-e", f))]
     # A home of nobody's own (an empty readable folder), not root's: tshark reads its
-    # preferences from there.
+    # preferences from there. The working directory too: tshark looks for files in it
+    # (IOR.txt), and a checkout under /root (mode 0700) is not nobody's to read.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(path.parent),
            "LANG": "C.UTF-8"}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
-                          env=env)
+                          env=env, cwd=path.parent)
     assert proc.returncode == 0 and proc.stderr == "", (argv, proc.stderr)
     return [line.split("\t") for line in proc.stdout.splitlines()]
 
