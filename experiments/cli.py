@@ -104,7 +104,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     for spec in load_specs(args.specs, args.backend):
         if args.model:
             check_rules(spec)
-        print(literal(f"{spec.path}: ok ({spec.name}, {len(spec.steps)} steps)", markup=False))
+        if args.json:
+            sys.stdout.write(json_line({"path": spec.path, "name": spec.name, "ok": True,
+                                        "steps": len(spec.steps), "backend": spec.backend,
+                                        "model": bool(args.model)}))
+        else:
+            print(literal(f"{spec.path}: ok ({spec.name}, {len(spec.steps)} steps)",
+                          markup=False))
+    sys.stdout.flush()
     return OK
 
 
@@ -193,7 +200,14 @@ def gravest(statuses: list[int]) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     verdict = records.judge(Path(args.bundle))
-    print(literal(verdict.render(), markup=False, newlines=True))
+    if args.json:
+        sys.stdout.write(json_line({**records.verdict_json(verdict.judgement),
+                                    "bundle": str(args.bundle), "status": verdict.status,
+                                    "same_as_recorded": verdict.same,
+                                    "differences": verdict.differences()}))
+        sys.stdout.flush()
+    else:
+        print(literal(verdict.render(), markup=False, newlines=True))
     return OK if verdict.clean else NOT_CLEAN
 
 
@@ -304,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     specs(p)
     p.add_argument("--model", action="store_true",
                    help="also check that the model supports every rule")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per valid spec per line (a bad spec: one line on "
+                        "stderr, exit 2)")
 
     p = add("list", "list the built-in specs",
             "The specs shipped with natlab, with their one-line descriptions. Any of them "
@@ -317,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
             "meta.json's spec_hash); the whole recorded verdict is compared, expectation "
             "included.", cmd_judge)
     p.add_argument("bundle", metavar="BUNDLE", help="a result bundle directory")
+    p.add_argument("--json", action="store_true",
+                   help="the re-judged verdict document as one JSON object, with "
+                        "`same_as_recorded` and the `differences` from the record")
 
     p = add("clean", "remove what crashed natlab runs left behind (root)",
             "Find processes, links and state files of dead natlab runs (by natlab's own run "
